@@ -1,0 +1,69 @@
+/*
+ * Configuration: the INI file of SPEC section 2, parsed with inih and
+ * validated.  Every problem is reported as "FILE:LINE: message".
+ */
+#ifndef CLAWSD_CONF_H
+#define CLAWSD_CONF_H
+
+#include <stdio.h>
+#include <sys/types.h>
+
+#define CONF_DEFAULT_PATH	"/etc/clawsd/clawsd.conf"
+#define CONF_EX_CONFIG		78
+
+enum conf_tls {
+	CONF_TLS_STARTTLS,
+	CONF_TLS_DIRECT,
+	CONF_TLS_NONE,
+};
+
+struct conf {
+	/* [xmpp] */
+	char		*user;
+	char		*domain;
+	char		*resource;
+	char		*password;		/* from password or password_file */
+	char		*host;			/* NULL: SRV, then domain */
+	int		 port;			/* 0: the default for `tls' */
+	enum conf_tls	 tls;
+	int		 tls_verify;
+	char		*ca_file;		/* NULL: the system bundle */
+	char		*sasl_mechanisms;	/* space-separated, upper case */
+	int		 presence;
+	int		 priority;
+	int		 stream_management;
+	unsigned	 ping_interval;		/* seconds, 0: off */
+	unsigned	 ping_timeout;
+	unsigned	 connect_timeout;
+	unsigned	 reconnect_delay;
+	unsigned	 reconnect_max_delay;
+	size_t		 queue_max;
+	size_t		 max_stanza_size;
+
+	/* [socket] */
+	char		*socket_path;
+	unsigned	 socket_mode;
+	char		*socket_group;		/* NULL: leave as is */
+	gid_t		 socket_gid;		/* resolved from socket_group */
+	size_t		 max_clients;
+	size_t		 client_buffer;
+
+	/* [log] */
+	int		 log_level;		/* enum log_level */
+};
+
+/*
+ * Read and validate `path'.  Every problem is printed to `errors' as
+ * "FILE:LINE: message".  Returns 0 and fills `c' when the file is valid;
+ * -1 otherwise, with `c' left empty (conf_free is still safe).
+ */
+int	 conf_load(struct conf *c, const char *path, FILE *errors);
+void	 conf_free(struct conf *c);
+/* Port to connect to: `port' if set, else 5222, or 5223 for direct TLS. */
+int	 conf_port(const struct conf *c);
+/* Nonzero if the [xmpp] settings of a and b differ (reconnect needed). */
+int	 conf_xmpp_changed(const struct conf *a, const struct conf *b);
+/* Nonzero if the [socket] settings of a and b differ. */
+int	 conf_socket_changed(const struct conf *a, const struct conf *b);
+
+#endif

@@ -1,0 +1,303 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <expat.h>
+
+#include "frame.h"
+#include "stream.h"
+#include "xmlw.h"
+
+/*
+ * Expat parses one document, a client sends a sequence of elements: each
+ * client's input is read inside a wrapper element of our own, which also
+ * makes jabber:client the default namespace as on the server's stream.
+ */
+#define WRAPPER		"<clawsd-input xmlns='" NS_CLIENT "' " \
+			"xmlns:stream='" NS_STREAMS "'>"
+/* An XML declaration must come first: read that far before the wrapper. */
+#define DECL_MAX	256
+
+enum frame_phase {
+	PHASE_PROLOG,		/* looking for an XML declaration */
+	PHASE_BODY,
+	PHASE_FAILED,
+};
+
+struct frame {
+	XML_Parser		 parser;
+	const struct frame_cb	*cb;
+	void			*arg;
+	size_t			 max_size;
+	enum frame_phase	 phase;
+	struct buf		 prolog;
+	int			 depth;
+	int			 stanza;	/* the pending element is one */
+	struct xmlw		 w;
+	struct buf		 out;
+	unsigned long long	 fed;
+	unsigned long long	 mark;		/* start of the pending element */
+	const char		*condition;
+	char			 text[160];
+};
+
+static void
+fail(struct frame *f, const char *condition, const char *text)
+{
+	if (f->condition == NULL) {
+		f->condition = condition;
+		snprintf(f->text, sizeof(f->text), "%s", text);
+	}
+	XML_StopParser(f->parser, XML_FALSE);
+}
+
+static int
+is_stanza(const char *name)
+{
+	static const char *const names[] = {
+		NS_CLIENT "\x01message", NS_CLIENT "\x01presence",
+		NS_CLIENT "\x01iq",
+	};
+	size_t i, n;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		n = strlen(names[i]);
+		if (strncmp(name, names[i], n) == 0 &&
+		    (name[n] == '\0' || name[n] == XMLW_NSSEP))
+			return 1;
+	}
+	return 0;
+}
+
+static void XMLCALL
+on_start(void *arg, const char *name, const char **attrs)
+{
+	struct frame *f = arg;
+
+	f->depth++;
+	if (f->depth == 1)
+		return;
+	if (f->depth == 2) {
+		f->mark = (unsigned long long)XML_GetCurrentByteIndex(f->parser);
+		f->stanza = is_stanza(name);
+		buf_reset(&f->out, 65536);
+		/* The server's stream declares jabber:client already. */
+		xmlw_begin(&f->w, &f->out, NS_CLIENT);
+	}
+	if (f->stanza)
+		xmlw_start(&f->w, name, attrs);
+}
+
+static void XMLCALL
+on_end(void *arg, const char *name)
+{
+	struct frame *f = arg;
+	unsigned long long end;
+
+	f->depth--;
+	if (f->depth == 0) {
+		/* Only a client that closes our wrapper gets here. */
+		fail(f, FRAME_NOT_WELL_FORMED, "end tag with no start tag");
+		return;
+	}
+	if (f->stanza)
+		xmlw_end(&f->w, name);
+	if (f->depth > 1)
+		return;
+	end = (unsigned long long)XML_GetCurrentByteIndex(f->parser) +
+	    (unsigned long long)XML_GetCurrentByteCount(f->parser);
+	if (end - f->mark > f->max_size) {
+		fail(f, FRAME_TOO_LARGE, "element larger than max_stanza_size");
+		return;
+	}
+	f->mark = end;
+	if (f->stanza)
+		f->cb->stanza(f->arg, f->out.data, f->out.len);
+	else
+		f->cb->reject(f->arg, FRAME_NOT_A_STANZA,
+		    "only message, presence and iq are sent to the server");
+}
+
+static void XMLCALL
+on_chars(void *arg, const char *text, int len)
+{
+	struct frame *f = arg;
+	int i;
+
+	if (f->depth >= 2) {
+		if (f->stanza)
+			xmlw_chars(&f->w, text, (size_t)len);
+		return;
+	}
+	for (i = 0; i < len; i++) {
+		if (strchr(" \t\r\n", text[i]) == NULL) {
+			fail(f, FRAME_NOT_WELL_FORMED,
+			    "text outside of an element");
+			return;
+		}
+	}
+	/* Whitespace between elements does not count toward a size. */
+	f->mark = (unsigned long long)XML_GetCurrentByteIndex(f->parser) +
+	    (unsigned long long)XML_GetCurrentByteCount(f->parser);
+}
+
+static void XMLCALL
+on_comment(void *arg, const char *data)
+{
+	fail(arg, FRAME_RESTRICTED_XML, "comments are not allowed");
+}
+
+static void XMLCALL
+on_pi(void *arg, const char *target, const char *data)
+{
+	fail(arg, FRAME_RESTRICTED_XML,
+	    "processing instructions are not allowed");
+}
+
+static void XMLCALL
+on_doctype(void *arg, const char *name, const char *sysid, const char *pubid,
+    int has_internal_subset)
+{
+	fail(arg, FRAME_RESTRICTED_XML, "a DTD is not allowed");
+}
+
+static void XMLCALL
+on_entity(void *arg, const char *name, int is_param, const char *value,
+    int len, const char *base, const char *sysid, const char *pubid,
+    const char *notation)
+{
+	fail(arg, FRAME_RESTRICTED_XML, "entity declarations are not allowed");
+}
+
+struct frame *
+frame_new(size_t max_size, const struct frame_cb *cb, void *arg)
+{
+	struct frame *f = xcalloc(1, sizeof(*f));
+	XML_Parser p;
+
+	p = XML_ParserCreateNS("UTF-8", XMLW_NSSEP);
+	if (p == NULL) {
+		free(f);
+		return NULL;
+	}
+	f->parser = p;
+	f->cb = cb;
+	f->arg = arg;
+	f->max_size = max_size;
+	xmlw_init(&f->w);
+	buf_init(&f->out);
+	buf_init(&f->prolog);
+	XML_SetReturnNSTriplet(p, 1);
+	XML_SetUserData(p, f);
+	XML_SetElementHandler(p, on_start, on_end);
+	XML_SetCharacterDataHandler(p, on_chars);
+	XML_SetCommentHandler(p, on_comment);
+	XML_SetProcessingInstructionHandler(p, on_pi);
+	XML_SetStartDoctypeDeclHandler(p, on_doctype);
+	XML_SetEntityDeclHandler(p, on_entity);
+	XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
+	return f;
+}
+
+void
+frame_free(struct frame *f)
+{
+	if (f == NULL)
+		return;
+	XML_ParserFree(f->parser);
+	xmlw_free(&f->w);
+	buf_free(&f->out);
+	buf_free(&f->prolog);
+	free(f);
+}
+
+static int
+parse(struct frame *f, const char *data, size_t len)
+{
+	enum XML_Status st;
+
+	f->fed += len;
+	st = XML_Parse(f->parser, data, (int)len, XML_FALSE);
+	if (f->condition == NULL && st != XML_STATUS_OK)
+		fail(f, FRAME_NOT_WELL_FORMED,
+		    XML_ErrorString(XML_GetErrorCode(f->parser)));
+	/* Expat holds an unfinished token in memory: bound it here. */
+	if (f->condition == NULL && f->fed - f->mark > f->max_size)
+		fail(f, FRAME_TOO_LARGE, "element larger than max_stanza_size");
+	if (f->condition != NULL) {
+		f->phase = PHASE_FAILED;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+start_body(struct frame *f, size_t decl_len)
+{
+	int rc = 0;
+
+	f->phase = PHASE_BODY;
+	if (decl_len > 0)
+		rc = parse(f, f->prolog.data, decl_len);
+	if (rc == 0)
+		rc = parse(f, WRAPPER, strlen(WRAPPER));
+	f->mark = f->fed;
+	if (rc == 0 && f->prolog.len > decl_len)
+		rc = parse(f, f->prolog.data + decl_len,
+		    f->prolog.len - decl_len);
+	buf_free(&f->prolog);
+	return rc;
+}
+
+/*
+ * Hold the first bytes until it is clear whether they open with an XML
+ * declaration, which must precede the wrapper to stay legal.
+ */
+static int
+prolog(struct frame *f, const char *data, size_t len)
+{
+	static const char decl[] = "<?xml";
+	size_t n, cmp;
+	const char *end;
+
+	buf_append(&f->prolog, data, len);
+	n = f->prolog.len;
+	cmp = n < 5 ? n : 5;
+	if (memcmp(f->prolog.data, decl, cmp) != 0)
+		return start_body(f, 0);
+	if (n < 6)
+		return 0;
+	if (strchr(" \t\r\n", f->prolog.data[5]) == NULL ||
+	    f->prolog.data[5] == '\0')
+		return start_body(f, 0);
+	end = memmem(f->prolog.data, n, "?>", 2);
+	if (end != NULL)
+		return start_body(f, (size_t)(end + 2 - f->prolog.data));
+	if (n > DECL_MAX) {
+		f->phase = PHASE_FAILED;
+		f->condition = FRAME_NOT_WELL_FORMED;
+		snprintf(f->text, sizeof(f->text), "XML declaration too long");
+		return -1;
+	}
+	return 0;
+}
+
+int
+frame_feed(struct frame *f, const char *data, size_t len)
+{
+	switch (f->phase) {
+	case PHASE_PROLOG:
+		return len ? prolog(f, data, len) : 0;
+	case PHASE_BODY:
+		return parse(f, data, len);
+	default:
+		return -1;
+	}
+}
+
+void
+frame_error(const struct frame *f, const char **condition, const char **text)
+{
+	*condition = f->condition;
+	*text = f->text;
+}

@@ -1,0 +1,533 @@
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "frame.h"
+#include "hub.h"
+#include "log.h"
+#include "xmlw.h"
+
+#define READ_SIZE	65536
+
+struct client {
+	uv_pipe_t		 pipe;
+	struct hub		*hub;
+	struct client		*prev, *next;
+	struct frame		*frame;
+	struct buf		 out;		/* appended to */
+	struct buf		 wbuf;		/* being written */
+	uv_write_t		 wreq;
+	unsigned long		 id;
+	int			 writing;
+	int			 closing;	/* close once the output is out */
+	int			 closed;	/* uv_close called */
+};
+
+struct hub {
+	uv_loop_t		*loop;
+	const struct hub_cb	*cb;
+	void			*arg;
+	uv_pipe_t		 listener;
+	int			 listening;
+	char			*path;		/* socket file we created */
+	uv_prepare_t		 flush;
+	struct client		*clients;
+	size_t			 nclients;
+	unsigned long		 next_id;
+	size_t			 max_clients;
+	size_t			 client_buffer;
+	size_t			 max_stanza_size;
+	struct buf		 status;
+	char			 rbuf[READ_SIZE];
+};
+
+static void client_close(struct client *);
+static void on_flush(uv_prepare_t *);
+
+static void
+error_line(struct buf *out, const char *condition, const char *text)
+{
+	buf_puts(out, "<error xmlns=\"urn:x-clawsd\"");
+	xmlw_attr_pair(out, "reason", condition);
+	buf_putc(out, '>');
+	xmlw_text(out, text, strlen(text));
+	buf_puts(out, "</error>\n");
+}
+
+static void
+schedule_flush(struct hub *h)
+{
+	if (!uv_is_active((uv_handle_t *)&h->flush))
+		uv_prepare_start(&h->flush, on_flush);
+}
+
+/* Queue output for one client; a subscriber too slow to keep up is cut. */
+static void
+client_send(struct client *c, const char *data, size_t len)
+{
+	struct hub *h = c->hub;
+
+	if (c->closed)
+		return;
+	if (c->out.len + c->wbuf.len + len > h->client_buffer) {
+		log_warn("client %lu: more than %zu bytes unread, disconnecting",
+		    c->id, h->client_buffer);
+		c->out.len = 0;
+		client_close(c);
+		return;
+	}
+	buf_append(&c->out, data, len);
+	schedule_flush(h);
+}
+
+static void
+client_error(struct client *c, const char *condition, const char *text)
+{
+	struct buf line;
+
+	log_info("client %lu: %s: %s", c->id, condition, text);
+	buf_init(&line);
+	error_line(&line, condition, text);
+	client_send(c, line.data, line.len);
+	buf_free(&line);
+}
+
+static void
+on_client_closed(uv_handle_t *handle)
+{
+	struct client *c = handle->data;
+
+	frame_free(c->frame);
+	buf_free(&c->out);
+	buf_free(&c->wbuf);
+	free(c);
+}
+
+static void
+client_close(struct client *c)
+{
+	struct hub *h = c->hub;
+
+	if (c->closed)
+		return;
+	c->closed = 1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		h->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	h->nclients--;
+	log_debug("client %lu: closed", c->id);
+	uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+}
+
+/* Close after what is queued for the client has been written. */
+static void
+client_finish(struct client *c)
+{
+	c->closing = 1;
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	if (c->out.len == 0 && !c->writing)
+		client_close(c);
+	else
+		schedule_flush(c->hub);
+}
+
+static void
+on_frame_stanza(void *arg, const char *data, size_t len)
+{
+	struct client *c = arg;
+
+	if (c->hub->cb->stanza(c->hub->arg, data, len) != 0)
+		client_error(c, "queue-full",
+		    "the session is down and the queue is full");
+}
+
+static void
+on_frame_reject(void *arg, const char *condition, const char *text)
+{
+	client_error(arg, condition, text);
+}
+
+static const struct frame_cb frame_cb = {
+	.stanza = on_frame_stanza,
+	.reject = on_frame_reject,
+};
+
+static void
+client_input(struct client *c, const char *data, size_t len)
+{
+	const char *condition, *text;
+
+	if (c->closing || c->closed)
+		return;
+	if (frame_feed(c->frame, data, len) == 0)
+		return;
+	frame_error(c->frame, &condition, &text);
+	client_error(c, condition, text);
+	client_finish(c);
+}
+
+static void
+on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	struct client *c = handle->data;
+
+	/* Reads are consumed before the next one: one buffer serves all. */
+	buf->base = c->hub->rbuf;
+	buf->len = sizeof(c->hub->rbuf);
+}
+
+static void
+on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
+{
+	struct client *c = stream->data;
+
+	if (n > 0) {
+		client_input(c, buf->base, (size_t)n);
+		return;
+	}
+	if (n == 0)
+		return;
+	if (n != UV_EOF)
+		log_info("client %lu: read: %s", c->id, uv_strerror((int)n));
+	if (!c->closed)
+		client_finish(c);
+}
+
+static void
+on_write(uv_write_t *req, int status)
+{
+	struct client *c = req->data;
+
+	c->writing = 0;
+	c->wbuf.len = 0;
+	if (c->closed)
+		return;
+	if (status < 0) {
+		log_info("client %lu: write: %s", c->id, uv_strerror(status));
+		client_close(c);
+		return;
+	}
+	if (c->out.len > 0)
+		schedule_flush(c->hub);
+	else if (c->closing)
+		client_close(c);
+}
+
+static void
+client_flush(struct client *c)
+{
+	uv_buf_t b;
+	int rc;
+
+	if (c->writing || c->closed || c->out.len == 0)
+		return;
+	buf_swap(&c->out, &c->wbuf);
+	b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+	c->wreq.data = c;
+	rc = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, on_write);
+	if (rc < 0) {
+		log_info("client %lu: write: %s", c->id, uv_strerror(rc));
+		c->wbuf.len = 0;
+		client_close(c);
+		return;
+	}
+	c->writing = 1;
+	/* The idle buffer keeps its memory unless a burst inflated it. */
+	buf_reset(&c->out, 1 << 20);
+}
+
+/* Once a loop turn, before blocking: one write per client for its lines. */
+static void
+on_flush(uv_prepare_t *prep)
+{
+	struct hub *h = prep->data;
+	struct client *c, *next;
+
+	uv_prepare_stop(prep);
+	for (c = h->clients; c != NULL; c = next) {
+		next = c->next;
+		client_flush(c);
+	}
+}
+
+static void
+log_peer(struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+		log_info("client %lu: connected (pid %ld, uid %ld)", c->id,
+		    (long)cred.pid, (long)cred.uid);
+	else
+		log_info("client %lu: connected", c->id);
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+	struct hub *h = server->data;
+	struct client *c;
+
+	if (status < 0) {
+		log_warn("socket: accept: %s", uv_strerror(status));
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->hub = h;
+	c->id = ++h->next_id;
+	buf_init(&c->out);
+	buf_init(&c->wbuf);
+	uv_pipe_init(h->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	c->next = h->clients;
+	if (h->clients)
+		h->clients->prev = c;
+	h->clients = c;
+	h->nclients++;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
+		client_close(c);
+		return;
+	}
+	log_peer(c);
+	if (h->nclients > h->max_clients) {
+		client_error(c, "too-many-clients", "max_clients reached");
+		client_finish(c);
+		return;
+	}
+	c->frame = frame_new(h->max_stanza_size, &frame_cb, c);
+	if (c->frame == NULL) {
+		client_close(c);
+		return;
+	}
+	client_send(c, h->status.data, h->status.len);
+	uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+}
+
+struct hub *
+hub_new(uv_loop_t *loop, const struct hub_cb *cb, void *arg)
+{
+	struct hub *h = xcalloc(1, sizeof(*h));
+
+	h->loop = loop;
+	h->cb = cb;
+	h->arg = arg;
+	buf_init(&h->status);
+	uv_prepare_init(loop, &h->flush);
+	h->flush.data = h;
+	return h;
+}
+
+void
+hub_configure(struct hub *h, const struct conf *conf)
+{
+	h->max_clients = conf->max_clients;
+	h->client_buffer = conf->client_buffer;
+	h->max_stanza_size = conf->max_stanza_size;
+}
+
+/*
+ * A socket file at `path' is either held by a live daemon (refuse to start)
+ * or left over by one that died (remove it).  Anything else is not ours.
+ */
+static int
+clear_stale(const char *path)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd, rc;
+
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_error("socket: %s exists and is not a socket", path);
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+	if (rc == 0) {
+		log_error("socket: %s: another daemon is listening there",
+		    path);
+		return -1;
+	}
+	log_info("socket: removing stale %s", path);
+	if (unlink(path) != 0 && errno != ENOENT) {
+		log_error("socket: unlink %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Bind under a temporary name with no access for anyone else, set the mode
+ * and group, then rename into place: the socket is never more open than
+ * configured, and a client never finds it half set up.
+ */
+static int
+bind_socket(const struct conf *conf)
+{
+	struct sockaddr_un sun;
+	char tmp[sizeof(sun.sun_path)];
+	mode_t old;
+	int fd, rc;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%ld", conf->socket_path,
+	    (long)getpid()) >= sizeof(tmp)) {
+		log_error("socket: path too long: %s", conf->socket_path);
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		log_error("socket: %s", strerror(errno));
+		return -1;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, tmp, strlen(tmp) + 1);
+	unlink(tmp);
+	old = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (rc != 0) {
+		log_error("socket: bind %s: %s", tmp, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (chmod(tmp, conf->socket_mode) != 0 ||
+	    (conf->socket_group != NULL &&
+	    chown(tmp, (uid_t)-1, conf->socket_gid) != 0) ||
+	    listen(fd, 128) != 0 ||
+	    rename(tmp, conf->socket_path) != 0) {
+		log_error("socket: %s: %s", conf->socket_path, strerror(errno));
+		unlink(tmp);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+hub_listen(struct hub *h, const struct conf *conf, int fd)
+{
+	int rc;
+
+	hub_configure(h, conf);
+	if (fd < 0) {
+		if (clear_stale(conf->socket_path) != 0)
+			return -1;
+		fd = bind_socket(conf);
+		if (fd < 0)
+			return -1;
+		h->path = xstrdup(conf->socket_path);
+	}
+	uv_pipe_init(h->loop, &h->listener, 0);
+	h->listener.data = h;
+	rc = uv_pipe_open(&h->listener, fd);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&h->listener, 128, on_connection);
+	if (rc != 0) {
+		log_error("socket: listen: %s", uv_strerror(rc));
+		uv_close((uv_handle_t *)&h->listener, NULL);
+		hub_unlisten(h);
+		return -1;
+	}
+	h->listening = 1;
+	log_info("socket: listening on %s",
+	    h->path ? h->path : "the socket passed by systemd");
+	return 0;
+}
+
+void
+hub_unlisten(struct hub *h)
+{
+	if (h->listening) {
+		uv_close((uv_handle_t *)&h->listener, NULL);
+		h->listening = 0;
+	}
+	if (h->path != NULL) {
+		unlink(h->path);
+		free(h->path);
+		h->path = NULL;
+	}
+}
+
+void
+hub_broadcast(struct hub *h, const char *line, size_t len)
+{
+	struct client *c, *next;
+
+	for (c = h->clients; c != NULL; c = next) {
+		next = c->next;
+		if (!c->closing)
+			client_send(c, line, len);
+	}
+}
+
+void
+hub_status(struct hub *h, const char *line, size_t len, int announce)
+{
+	h->status.len = 0;
+	buf_append(&h->status, line, len);
+	if (announce)
+		hub_broadcast(h, line, len);
+}
+
+void
+hub_drain(struct hub *h)
+{
+	struct client *c, *next;
+	uv_os_fd_t fd;
+	ssize_t n;
+
+	for (c = h->clients; c != NULL; c = next) {
+		next = c->next;
+		if (c->closing || uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0)
+			continue;
+		while (!c->closing &&
+		    (n = read(fd, h->rbuf, sizeof(h->rbuf))) > 0)
+			client_input(c, h->rbuf, (size_t)n);
+	}
+}
+
+void
+hub_close_clients(struct hub *h)
+{
+	while (h->clients != NULL)
+		client_close(h->clients);
+}
+
+static void
+on_hub_closed(uv_handle_t *handle)
+{
+	free(handle->data);
+}
+
+void
+hub_free(struct hub *h)
+{
+	if (h == NULL)
+		return;
+	hub_unlisten(h);
+	hub_close_clients(h);
+	buf_free(&h->status);
+	/* The last handle to close frees the hub, on the next loop turn. */
+	uv_close((uv_handle_t *)&h->flush, on_hub_closed);
+}

@@ -1,0 +1,52 @@
+/*
+ * The byte pipe to the server: resolve, connect through the address list,
+ * TLS (direct or after STARTTLS) with mbedtls over libuv, batched writes.
+ */
+#ifndef CLAWSD_LINK_H
+#define CLAWSD_LINK_H
+
+#include <stddef.h>
+
+#include <uv.h>
+
+struct link_cb {
+	/* TCP is up (and, for direct TLS, the handshake is done). */
+	void	(*connected)(void *arg);
+	/* The STARTTLS handshake is done. */
+	void	(*secured)(void *arg);
+	/* Bytes from the server (plaintext). */
+	void	(*data)(void *arg, const char *, size_t);
+	/* Everything written so far has been handed to the kernel. */
+	void	(*drained)(void *arg);
+	/* The connection failed or ended; the link is idle again. */
+	void	(*closed)(void *arg, const char *reason);
+};
+
+struct link_tls {
+	const char	*ca_file;	/* NULL: the system bundle */
+	int		 verify;
+};
+
+struct link;
+
+struct link	*link_new(uv_loop_t *, const struct link_cb *, void *arg);
+void		 link_free(struct link *);
+/* Load trust anchors and TLS settings.  Returns 0, or -1 (logged). */
+int		 link_configure(struct link *, const struct link_tls *);
+/*
+ * Connect to host:port.  `domain' is the name the certificate must carry
+ * (and the SNI); `direct' starts TLS at once.  Outcome via the callbacks.
+ */
+void		 link_connect(struct link *, const char *host, int port,
+		    const char *domain, int direct);
+/* Start TLS on the open plaintext connection (after <proceed/>). */
+void		 link_starttls(struct link *);
+int		 link_encrypted(const struct link *);
+/* Queue bytes; they leave in one batch before the loop next blocks. */
+void		 link_write(struct link *, const char *, size_t);
+/* Bytes queued and not yet handed to the kernel. */
+size_t		 link_pending(const struct link *);
+/* Drop the connection now, with no callback. */
+void		 link_close(struct link *);
+
+#endif

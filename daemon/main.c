@@ -1,0 +1,242 @@
+/*
+ * clawsd: keep one XMPP client session alive and bridge it to a Unix socket.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <expat.h>
+#include <mbedtls/version.h>
+#include <uv.h>
+
+#include "conf.h"
+#include "hub.h"
+#include "log.h"
+#include "session.h"
+
+/* The daemon context: everything the process holds, passed explicitly. */
+struct clawsd {
+	uv_loop_t	 loop;
+	const char	*conf_path;
+	struct conf	 conf;
+	struct session	*session;
+	struct hub	*hub;
+	uv_signal_t	 sigterm, sigint, sighup;
+	int		 verbose;	/* -v: debug whatever the file says */
+	int		 stopping;
+};
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: clawsd [-c FILE] [-t] [-v] [-V] [-h]\n"
+	    "  -c, --config FILE    configuration file (default %s)\n"
+	    "  -t, --check-config   validate the configuration and exit\n"
+	    "  -v, --verbose        log at debug level\n"
+	    "  -V, --version        print versions and exit\n"
+	    "  -h, --help           this help\n", CONF_DEFAULT_PATH);
+}
+
+static void
+version(void)
+{
+	char tls[32];
+
+	mbedtls_version_get_string(tls);
+	printf("clawsd %s\nlibuv %s\n%s\nmbedtls %s\n", CLAWSD_VERSION,
+	    uv_version_string(), XML_ExpatVersion(), tls);
+}
+
+static void
+on_line(void *arg, const char *line, size_t len)
+{
+	struct clawsd *d = arg;
+
+	hub_broadcast(d->hub, line, len);
+}
+
+static void
+on_status(void *arg, const char *line, size_t len, int announce)
+{
+	struct clawsd *d = arg;
+
+	hub_status(d->hub, line, len, announce);
+}
+
+static void
+on_stopped(void *arg)
+{
+	struct clawsd *d = arg;
+
+	hub_close_clients(d->hub);
+	hub_unlisten(d->hub);
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
+	log_info("stopped");
+}
+
+static int
+on_stanza(void *arg, const char *data, size_t len)
+{
+	struct clawsd *d = arg;
+
+	return session_submit(d->session, data, len);
+}
+
+static const struct session_cb session_cb = {
+	.line = on_line,
+	.status = on_status,
+	.stopped = on_stopped,
+};
+
+static const struct hub_cb hub_cb = {
+	.stanza = on_stanza,
+};
+
+/* SPEC section 5: no new clients, take what clients wrote, then close. */
+static void
+shutdown_daemon(struct clawsd *d, int signum)
+{
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	log_info("%s: shutting down", strsignal(signum));
+	hub_unlisten(d->hub);
+	hub_drain(d->hub);
+	session_stop(d->session);
+}
+
+static void
+apply_log_level(const struct conf *c, int verbose)
+{
+	log_set_level(verbose ? LOG_LEVEL_DEBUG : (enum log_level)c->log_level);
+}
+
+/* SIGHUP: a bad file is reported and the running configuration kept. */
+static void
+reload(struct clawsd *d)
+{
+	struct conf next;
+	int xmpp, sock;
+
+	log_info("reloading %s", d->conf_path);
+	if (conf_load(&next, d->conf_path, stderr) != 0) {
+		log_error("reload: %s is invalid, keeping the running "
+		    "configuration", d->conf_path);
+		return;
+	}
+	xmpp = conf_xmpp_changed(&d->conf, &next);
+	sock = conf_socket_changed(&d->conf, &next);
+	if (sock)
+		hub_unlisten(d->hub);
+	conf_free(&d->conf);
+	d->conf = next;
+	apply_log_level(&d->conf, d->verbose);
+	hub_configure(d->hub, &d->conf);
+	if (sock && hub_listen(d->hub, &d->conf, -1) != 0)
+		log_error("reload: the socket could not be re-created");
+	if (session_configure(d->session, &d->conf) != 0)
+		log_error("reload: TLS settings could not be loaded");
+	if (xmpp) {
+		log_info("reload: [xmpp] changed, reconnecting");
+		session_restart(d->session);
+	}
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+	struct clawsd *d = h->data;
+
+	if (signum == SIGHUP)
+		reload(d);
+	else
+		shutdown_daemon(d, signum);
+}
+
+static void
+watch_signal(struct clawsd *d, uv_signal_t *h, int signum)
+{
+	uv_signal_init(&d->loop, h);
+	h->data = d;
+	uv_signal_start(h, on_signal, signum);
+}
+
+static int
+run(struct clawsd *d)
+{
+	d->hub = hub_new(&d->loop, &hub_cb, d);
+	d->session = session_new(&d->loop, &session_cb, d);
+	if (d->session == NULL) {
+		log_error("cannot set up the session");
+		return 1;
+	}
+	if (session_configure(d->session, &d->conf) != 0)
+		return 1;
+	if (hub_listen(d->hub, &d->conf, -1) != 0)
+		return 1;
+	watch_signal(d, &d->sigterm, SIGTERM);
+	watch_signal(d, &d->sigint, SIGINT);
+	watch_signal(d, &d->sighup, SIGHUP);
+	session_start(d->session);
+	uv_run(&d->loop, UV_RUN_DEFAULT);
+	session_free(d->session);
+	hub_free(d->hub);
+	uv_run(&d->loop, UV_RUN_DEFAULT);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 't' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct clawsd d;
+	int ch, check = 0, rc;
+
+	memset(&d, 0, sizeof(d));
+	d.conf_path = CONF_DEFAULT_PATH;
+	while ((ch = getopt_long(argc, argv, "c:tvVh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': d.conf_path = optarg; break;
+		case 't': check = 1; break;
+		case 'v': d.verbose = 1; break;
+		case 'V': version(); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	log_init();
+	if (conf_load(&d.conf, d.conf_path, stderr) != 0)
+		return CONF_EX_CONFIG;
+	if (check) {
+		conf_free(&d.conf);
+		return 0;
+	}
+	apply_log_level(&d.conf, d.verbose);
+	/* A client that goes away mid-write must not kill the daemon. */
+	signal(SIGPIPE, SIG_IGN);
+	if (uv_loop_init(&d.loop) != 0) {
+		log_error("cannot create the event loop");
+		return 1;
+	}
+	log_info("clawsd %s starting", CLAWSD_VERSION);
+	rc = run(&d);
+	uv_loop_close(&d.loop);
+	conf_free(&d.conf);
+	return rc;
+}

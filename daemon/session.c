@@ -1,0 +1,921 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mbedtls/base64.h>
+#include <mbedtls/platform_util.h>
+
+#include "buf.h"
+#include "link.h"
+#include "log.h"
+#include "sasl.h"
+#include "session.h"
+#include "stream.h"
+#include "xmlw.h"
+
+#define NS_TLS		"urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL		"urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND		"urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_SESSION	"urn:ietf:params:xml:ns:xmpp-session"
+#define NS_STANZAS	"urn:ietf:params:xml:ns:xmpp-stanzas"
+#define NS_STREAM_ERR	"urn:ietf:params:xml:ns:xmpp-streams"
+#define NS_PING		"urn:xmpp:ping"
+#define NS_SM		"urn:xmpp:sm:3"
+
+/* Stanzas wait in the queue while this much is still unsent on the link. */
+#define LINK_HIGH_WATER	(1u << 20)
+/* How long a shutdown waits for the server to close its stream. */
+#define STOP_TIMEOUT_MS	3000
+
+/* The seed's states (snatch's claws_xmpp), in the order a session takes. */
+enum state {
+	ST_DISCONNECTED,
+	ST_RETRYING,
+	ST_CONNECTING,		/* DNS, TCP, direct TLS */
+	ST_CONNECTED,		/* TCP up, stream not yet opened */
+	ST_STREAM_INIT,		/* stream header sent, STARTTLS */
+	ST_AUTHENTICATE,	/* SASL */
+	ST_BIND,		/* restarted stream, waiting for features */
+	ST_BINDING,		/* bind (and session) requests sent */
+	ST_BINDED,		/* the session is up */
+};
+
+static const char *const state_names[] = {
+	"Disconnected", "Retrying", "Connecting", "Connected", "Stream Init",
+	"Authenticate", "Bind", "Binding", "Binded",
+};
+
+struct qent {
+	struct qent	*next;
+	size_t		 len;
+	char		 data[];
+};
+
+struct session {
+	uv_loop_t		*loop;
+	const struct session_cb	*cb;
+	void			*arg;
+	const struct conf	*conf;
+	struct link		*link;
+	struct stream		*stream;
+	enum state		 state;
+	uv_timer_t		 handshake;	/* connect_timeout */
+	uv_timer_t		 retry;
+	uv_timer_t		 stop_timer;
+	struct sasl		 sasl;
+	int			 session_required;
+	char			*jid;		/* bound full JID */
+	char			*bind_id;
+	char			*session_id;
+	unsigned long		 next_id;
+	struct qent		*qhead, *qtail;
+	size_t			 qlen;
+	int			 stopping;
+	int			 stopped;
+	struct buf		 scratch;
+};
+
+static void connect_now(struct session *);
+
+const char *
+session_state(const struct session *s)
+{
+	return state_names[s->state];
+}
+
+/* Every change of state happens here, and is logged with its reason. */
+static void
+set_state(struct session *s, enum state next, const char *reason)
+{
+	if (s->state == next)
+		return;
+	log_debug("state: %s -> %s%s%s", state_names[s->state],
+	    state_names[next], reason ? ": " : "", reason ? reason : "");
+	s->state = next;
+}
+
+static void
+send_raw(struct session *s, const char *data, size_t len)
+{
+	link_write(s->link, data, len);
+}
+
+static void
+send_buf(struct session *s, struct buf *b)
+{
+	send_raw(s, b->data, b->len);
+	b->len = 0;
+}
+
+static char *
+new_id(struct session *s, const char *what)
+{
+	char id[64];
+
+	snprintf(id, sizeof(id), "clawsd-%s-%lx-%lu", what,
+	    (unsigned long)getpid(), ++s->next_id);
+	return xstrdup(id);
+}
+
+static void
+status_disconnected(struct session *s, const char *reason, int announce)
+{
+	struct buf *b = &s->scratch;
+
+	b->len = 0;
+	buf_puts(b, "<disconnected xmlns=\"urn:x-clawsd\"");
+	xmlw_attr_pair(b, "reason", reason);
+	buf_puts(b, "/>\n");
+	s->cb->status(s->arg, b->data, b->len, announce);
+	b->len = 0;
+}
+
+static void
+status_connected(struct session *s)
+{
+	struct buf *b = &s->scratch;
+
+	b->len = 0;
+	buf_puts(b, "<connected xmlns=\"urn:x-clawsd\"");
+	xmlw_attr_pair(b, "jid", s->jid);
+	buf_puts(b, " resumed=\"false\"/>\n");
+	s->cb->status(s->arg, b->data, b->len, 1);
+	b->len = 0;
+}
+
+static void
+clear_connection(struct session *s)
+{
+	link_close(s->link);
+	stream_reset(s->stream);
+	sasl_clear(&s->sasl);
+	uv_timer_stop(&s->handshake);
+	free(s->bind_id);
+	free(s->session_id);
+	s->bind_id = s->session_id = NULL;
+	s->session_required = 0;
+}
+
+static void
+finish_stop(struct session *s)
+{
+	if (s->stopped)
+		return;
+	s->stopped = 1;
+	clear_connection(s);
+	uv_timer_stop(&s->retry);
+	uv_timer_stop(&s->stop_timer);
+	set_state(s, ST_DISCONNECTED, "shutdown");
+	s->cb->stopped(s->arg);
+}
+
+static void
+on_retry(uv_timer_t *t)
+{
+	connect_now(t->data);
+}
+
+/* Any failure: drop the connection, tell the subscribers, try again later. */
+static void
+fail(struct session *s, const char *reason)
+{
+	int was_up = s->state == ST_BINDED;
+
+	log_warn("connection %s in %s: %s", was_up ? "lost" : "failed",
+	    state_names[s->state], reason);
+	clear_connection(s);
+	if (s->stopping) {
+		finish_stop(s);
+		return;
+	}
+	status_disconnected(s, reason, was_up);
+	set_state(s, ST_RETRYING, reason);
+	log_info("retrying in %u s", s->conf->reconnect_delay);
+	uv_timer_start(&s->retry, on_retry,
+	    (uint64_t)s->conf->reconnect_delay * 1000, 0);
+}
+
+static void
+on_handshake_timeout(uv_timer_t *t)
+{
+	struct session *s = t->data;
+	char reason[96];
+
+	snprintf(reason, sizeof(reason), "handshake timeout (%u s) in %s",
+	    s->conf->connect_timeout, state_names[s->state]);
+	fail(s, reason);
+}
+
+static void
+connect_now(struct session *s)
+{
+	const struct conf *c = s->conf;
+	const char *host = c->host ? c->host : c->domain;
+
+	set_state(s, ST_CONNECTING, NULL);
+	log_info("connecting to %s port %d (%s)", host, conf_port(c),
+	    c->tls == CONF_TLS_DIRECT ? "direct TLS" :
+	    c->tls == CONF_TLS_STARTTLS ? "STARTTLS" : "no TLS");
+	if (c->tls != CONF_TLS_NONE && !c->tls_verify)
+		log_warn("TLS certificate verification is off (tls_verify = no)");
+	stream_reset(s->stream);
+	uv_timer_start(&s->handshake, on_handshake_timeout,
+	    (uint64_t)c->connect_timeout * 1000, 0);
+	link_connect(s->link, host, conf_port(c), c->domain,
+	    c->tls == CONF_TLS_DIRECT);
+}
+
+static void
+send_header(struct session *s)
+{
+	struct buf *b = &s->scratch;
+
+	b->len = 0;
+	buf_puts(b, "<?xml version='1.0'?><stream:stream xmlns='"
+	    NS_CLIENT "' xmlns:stream='" NS_STREAMS "' version='1.0'"
+	    " xml:lang='en'");
+	xmlw_attr_pair(b, "to", s->conf->domain);
+	/* RFC 6120 4.7.1: name ourselves only once the stream is secure. */
+	if (link_encrypted(s->link)) {
+		buf_puts(b, " from=\"");
+		xmlw_attr(b, s->conf->user, strlen(s->conf->user));
+		buf_putc(b, '@');
+		xmlw_attr(b, s->conf->domain, strlen(s->conf->domain));
+		buf_putc(b, '"');
+	}
+	buf_putc(b, '>');
+	send_buf(s, b);
+}
+
+/* Link events */
+
+static void
+on_link_connected(void *arg)
+{
+	struct session *s = arg;
+
+	set_state(s, ST_CONNECTED, NULL);
+	send_header(s);
+	set_state(s, ST_STREAM_INIT, NULL);
+}
+
+static void
+on_link_secured(void *arg)
+{
+	struct session *s = arg;
+
+	log_debug("STARTTLS done");
+	send_header(s);
+}
+
+static void
+on_link_data(void *arg, const char *data, size_t len)
+{
+	struct session *s = arg;
+	const char *err;
+
+	if (stream_feed(s->stream, data, len, &err) != 0)
+		fail(s, err);
+}
+
+static void queue_flush(struct session *);
+
+static void
+on_link_drained(void *arg)
+{
+	queue_flush(arg);
+}
+
+static void
+on_link_closed(void *arg, const char *reason)
+{
+	fail(arg, reason);
+}
+
+static const struct link_cb link_cb = {
+	.connected = on_link_connected,
+	.secured = on_link_secured,
+	.data = on_link_data,
+	.drained = on_link_drained,
+	.closed = on_link_closed,
+};
+
+/* The offline queue */
+
+static void
+queue_push(struct session *s, const char *data, size_t len)
+{
+	struct qent *q = xmalloc(sizeof(*q) + len);
+
+	q->next = NULL;
+	q->len = len;
+	memcpy(q->data, data, len);
+	if (s->qtail)
+		s->qtail->next = q;
+	else
+		s->qhead = q;
+	s->qtail = q;
+	s->qlen++;
+}
+
+static void
+queue_pop(struct session *s)
+{
+	struct qent *q = s->qhead;
+
+	s->qhead = q->next;
+	if (s->qhead == NULL)
+		s->qtail = NULL;
+	s->qlen--;
+	free(q);
+}
+
+/* Send queued stanzas while the link keeps up; the rest waits for drain. */
+static void
+queue_flush(struct session *s)
+{
+	size_t sent = 0;
+
+	if (s->state != ST_BINDED)
+		return;
+	while (s->qhead != NULL &&
+	    (s->stopping || link_pending(s->link) < LINK_HIGH_WATER)) {
+		send_raw(s, s->qhead->data, s->qhead->len);
+		queue_pop(s);
+		sent++;
+	}
+	if (sent > 0)
+		log_debug("sent %zu queued stanzas", sent);
+}
+
+int
+session_submit(struct session *s, const char *data, size_t len)
+{
+	if (s->state == ST_BINDED && s->qhead == NULL &&
+	    link_pending(s->link) < LINK_HIGH_WATER) {
+		send_raw(s, data, len);
+		return 0;
+	}
+	if (s->qlen >= s->conf->queue_max)
+		return -1;
+	queue_push(s, data, len);
+	return 0;
+}
+
+/* Base64 for SASL payloads; the scratch buffers are wiped after use. */
+
+static void
+b64_encode(struct buf *out, const struct buf *in)
+{
+	size_t olen = 0;
+
+	mbedtls_base64_encode(NULL, 0, &olen, (const unsigned char *)in->data,
+	    in->len);
+	buf_reserve(out, olen);
+	mbedtls_base64_encode((unsigned char *)out->data + out->len, olen,
+	    &olen, (const unsigned char *)in->data, in->len);
+	out->len += olen;
+}
+
+static int
+b64_decode(struct buf *out, const char *text)
+{
+	size_t olen = 0, len = strlen(text);
+
+	out->len = 0;
+	if (len == 1 && text[0] == '=')
+		return 0;
+	buf_reserve(out, len);
+	if (mbedtls_base64_decode((unsigned char *)out->data, len + 1, &olen,
+	    (const unsigned char *)text, len) != 0)
+		return -1;
+	out->len = olen;
+	return 0;
+}
+
+static void
+wipe(struct buf *b)
+{
+	if (b->data != NULL)
+		mbedtls_platform_zeroize(b->data, b->cap);
+	b->len = 0;
+}
+
+/* <auth/>, <response/>: element around the base64 of `payload'. */
+static void
+send_sasl(struct session *s, const char *name, const char *mech,
+    struct buf *payload)
+{
+	struct buf out;
+
+	buf_init(&out);
+	buf_printf(&out, "<%s xmlns='" NS_SASL "'", name);
+	if (mech != NULL)
+		buf_printf(&out, " mechanism='%s'", mech);
+	buf_putc(&out, '>');
+	if (payload->len == 0)
+		buf_putc(&out, '=');
+	else
+		b64_encode(&out, payload);
+	buf_printf(&out, "</%s>", name);
+	send_raw(s, out.data, out.len);
+	wipe(&out);
+	buf_free(&out);
+	wipe(payload);
+}
+
+static void
+start_auth(struct session *s, const struct xnode *features)
+{
+	const struct xnode *mechs, *m;
+	const char *offered[16];
+	size_t n = 0;
+	enum sasl_mech mech;
+	struct buf initial;
+
+	mechs = xnode_child(features, "mechanisms", NS_SASL);
+	if (mechs != NULL)
+		for (m = mechs->child; m != NULL && n < 16; m = m->next)
+			if (xnode_is(m, "mechanism", NS_SASL))
+				offered[n++] = xnode_text((struct xnode *)m);
+	mech = sasl_select(s->conf->sasl_mechanisms, offered, n,
+	    link_encrypted(s->link));
+	if (mech == SASL_NONE) {
+		fail(s, n == 0 ? "SASL: the server offers no mechanism" :
+		    "SASL: no mechanism in sasl_mechanisms is offered "
+		    "(PLAIN needs TLS)");
+		return;
+	}
+	buf_init(&initial);
+	if (sasl_start(&s->sasl, mech, s->conf->user, s->conf->password, NULL,
+	    &initial) != 0) {
+		buf_free(&initial);
+		fail(s, "SASL: cannot start");
+		return;
+	}
+	log_debug("SASL: authenticating with %s", sasl_mech_name(mech));
+	send_sasl(s, "auth", sasl_mech_name(mech), &initial);
+	buf_free(&initial);
+	set_state(s, ST_AUTHENTICATE, sasl_mech_name(mech));
+}
+
+static void
+sasl_challenge(struct session *s, struct xnode *e)
+{
+	struct buf in, out;
+	const char *err = "malformed challenge";
+	int rc = -1;
+
+	buf_init(&in);
+	buf_init(&out);
+	if (b64_decode(&in, xnode_text(e)) == 0)
+		rc = sasl_step(&s->sasl, in.data ? in.data : "", in.len, &out,
+		    &err);
+	if (rc == 0)
+		send_sasl(s, "response", NULL, &out);
+	wipe(&in);
+	buf_free(&in);
+	buf_free(&out);
+	if (rc != 0) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "SASL: %s", err);
+		fail(s, reason);
+	}
+}
+
+static void
+sasl_success(struct session *s, struct xnode *e)
+{
+	struct buf in;
+	const char *err = "malformed success data";
+	int rc = -1;
+
+	buf_init(&in);
+	if (b64_decode(&in, xnode_text(e)) == 0)
+		rc = sasl_finish(&s->sasl, in.data ? in.data : "", in.len,
+		    &err);
+	wipe(&in);
+	buf_free(&in);
+	if (rc != 0) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "SASL: %s", err);
+		fail(s, reason);
+		return;
+	}
+	log_info("authenticated as %s@%s with %s", s->conf->user,
+	    s->conf->domain, sasl_mech_name(s->sasl.mech));
+	sasl_clear(&s->sasl);
+	stream_reset(s->stream);
+	set_state(s, ST_BIND, NULL);
+	send_header(s);
+}
+
+/* "condition" or "condition: text" of an error element's children. */
+static void
+describe_error(const struct xnode *e, const char *ns, const char *prefix,
+    char *out, size_t size)
+{
+	const struct xnode *c, *text = NULL, *cond = NULL;
+
+	for (c = e->child; c != NULL; c = c->next) {
+		if (strcmp(c->ns, ns) != 0)
+			continue;
+		if (strcmp(c->name, "text") == 0)
+			text = c;
+		else if (cond == NULL)
+			cond = c;
+	}
+	snprintf(out, size, "%s%s%s%s", prefix,
+	    cond ? cond->name : "undefined-condition",
+	    text ? ": " : "", text ? xnode_text((struct xnode *)text) : "");
+}
+
+static void
+sasl_failure(struct session *s, struct xnode *e)
+{
+	char reason[256];
+
+	describe_error(e, NS_SASL, "SASL failure: ", reason, sizeof(reason));
+	fail(s, reason);
+}
+
+static void
+stream_features(struct session *s, struct xnode *f)
+{
+	if (s->state == ST_STREAM_INIT) {
+		if (link_encrypted(s->link) ||
+		    s->conf->tls == CONF_TLS_NONE) {
+			start_auth(s, f);
+			return;
+		}
+		if (xnode_child(f, "starttls", NS_TLS) == NULL) {
+			fail(s, "TLS: the server does not offer STARTTLS");
+			return;
+		}
+		send_raw(s, "<starttls xmlns='" NS_TLS "'/>",
+		    sizeof("<starttls xmlns='" NS_TLS "'/>") - 1);
+		return;
+	}
+	if (s->state != ST_BIND) {
+		fail(s, "unexpected stream features");
+		return;
+	}
+	if (xnode_child(f, "bind", NS_BIND) == NULL) {
+		fail(s, "the server offers no resource binding");
+		return;
+	}
+	{
+		const struct xnode *sess = xnode_child(f, "session", NS_SESSION);
+
+		/* RFC 3921 sessions, only where the server still needs them. */
+		s->session_required = sess != NULL &&
+		    xnode_child(sess, "optional", NS_SESSION) == NULL;
+	}
+	free(s->bind_id);
+	s->bind_id = new_id(s, "bind");
+	s->scratch.len = 0;
+	buf_printf(&s->scratch, "<iq type='set' id='%s'><bind xmlns='"
+	    NS_BIND "'><resource>", s->bind_id);
+	xmlw_text(&s->scratch, s->conf->resource, strlen(s->conf->resource));
+	buf_puts(&s->scratch, "</resource></bind></iq>");
+	send_buf(s, &s->scratch);
+	set_state(s, ST_BINDING, NULL);
+}
+
+static void
+established(struct session *s)
+{
+	uv_timer_stop(&s->handshake);
+	if (s->conf->presence) {
+		s->scratch.len = 0;
+		if (s->conf->priority != 0)
+			buf_printf(&s->scratch,
+			    "<presence><priority>%d</priority></presence>",
+			    s->conf->priority);
+		else
+			buf_puts(&s->scratch, "<presence/>");
+		send_buf(s, &s->scratch);
+	}
+	set_state(s, ST_BINDED, s->jid);
+	log_info("session established as %s", s->jid);
+	status_connected(s);
+	queue_flush(s);
+}
+
+static void
+bind_result(struct session *s, struct xnode *iq)
+{
+	const char *type = xnode_attr(iq, "type");
+	const struct xnode *bind, *jid;
+	char reason[256];
+
+	if (type == NULL || strcmp(type, "result") != 0) {
+		describe_error(xnode_child(iq, "error", NS_CLIENT) ?
+		    xnode_child(iq, "error", NS_CLIENT) : iq, NS_STANZAS,
+		    "bind: ", reason, sizeof(reason));
+		fail(s, reason);
+		return;
+	}
+	bind = xnode_child(iq, "bind", NS_BIND);
+	jid = bind ? xnode_child(bind, "jid", NS_BIND) : NULL;
+	free(s->jid);
+	if (jid != NULL && xnode_text((struct xnode *)jid)[0] != '\0')
+		s->jid = xstrdup(xnode_text((struct xnode *)jid));
+	else
+		s->jid = NULL;
+	if (s->jid == NULL) {
+		fail(s, "bind: no JID in the result");
+		return;
+	}
+	free(s->bind_id);
+	s->bind_id = NULL;
+	if (!s->session_required) {
+		established(s);
+		return;
+	}
+	s->session_id = new_id(s, "session");
+	s->scratch.len = 0;
+	buf_printf(&s->scratch, "<iq type='set' id='%s'><session xmlns='"
+	    NS_SESSION "'/></iq>", s->session_id);
+	send_buf(s, &s->scratch);
+}
+
+static void
+session_result(struct session *s, struct xnode *iq)
+{
+	const char *type = xnode_attr(iq, "type");
+
+	free(s->session_id);
+	s->session_id = NULL;
+	if (type == NULL || strcmp(type, "result") != 0) {
+		fail(s, "session: refused by the server");
+		return;
+	}
+	established(s);
+}
+
+/* The server speaks as the domain, or for our account (the bare JID). */
+static int
+from_server(const struct session *s, const char *from)
+{
+	size_t ul = strlen(s->conf->user), dl = strlen(s->conf->domain);
+
+	if (from == NULL || strcmp(from, s->conf->domain) == 0)
+		return 1;
+	return strncmp(from, s->conf->user, ul) == 0 && from[ul] == '@' &&
+	    strncmp(from + ul + 1, s->conf->domain, dl) == 0 &&
+	    from[ul + 1 + dl] == '\0';
+}
+
+/* Pings from the server itself are answered here and not relayed. */
+static int
+server_ping(struct session *s, struct xnode *iq)
+{
+	const char *type = xnode_attr(iq, "type");
+	const char *from = xnode_attr(iq, "from");
+	const char *id = xnode_attr(iq, "id");
+
+	if (type == NULL || strcmp(type, "get") != 0 || id == NULL ||
+	    xnode_child(iq, "ping", NS_PING) == NULL || !from_server(s, from))
+		return 0;
+	s->scratch.len = 0;
+	buf_puts(&s->scratch, "<iq type='result'");
+	xmlw_attr_pair(&s->scratch, "id", id);
+	if (from != NULL)
+		xmlw_attr_pair(&s->scratch, "to", from);
+	buf_puts(&s->scratch, "/>");
+	send_buf(s, &s->scratch);
+	return 1;
+}
+
+static int
+is_id(const char *id, const char *ours)
+{
+	return id != NULL && ours != NULL && strcmp(id, ours) == 0;
+}
+
+static void
+iq(struct session *s, const struct stream_elem *e)
+{
+	struct xnode *iq = e->tree;
+	const char *id = xnode_attr(iq, "id");
+
+	if (s->state == ST_BINDING && is_id(id, s->bind_id)) {
+		bind_result(s, iq);
+		return;
+	}
+	if (s->state == ST_BINDING && is_id(id, s->session_id)) {
+		session_result(s, iq);
+		return;
+	}
+	if (server_ping(s, iq))
+		return;
+	if (s->state == ST_BINDED)
+		s->cb->line(s->arg, e->line, e->len);
+}
+
+static void
+stream_error(struct session *s, struct xnode *e)
+{
+	char reason[256];
+
+	describe_error(e, NS_STREAM_ERR, "stream error: ", reason,
+	    sizeof(reason));
+	fail(s, reason);
+}
+
+static void
+negotiation(struct session *s, struct xnode *e)
+{
+	if (xnode_is(e, "features", NS_STREAMS))
+		stream_features(s, e);
+	else if (xnode_is(e, "proceed", NS_TLS) &&
+	    s->state == ST_STREAM_INIT) {
+		/* Whatever followed <proceed/> in plaintext is dropped. */
+		stream_reset(s->stream);
+		link_starttls(s->link);
+	} else if (xnode_is(e, "failure", NS_TLS))
+		fail(s, "TLS: the server refused STARTTLS");
+	else if (xnode_is(e, "challenge", NS_SASL) &&
+	    s->state == ST_AUTHENTICATE)
+		sasl_challenge(s, e);
+	else if (xnode_is(e, "success", NS_SASL) &&
+	    s->state == ST_AUTHENTICATE)
+		sasl_success(s, e);
+	else if (xnode_is(e, "failure", NS_SASL) &&
+	    s->state == ST_AUTHENTICATE)
+		sasl_failure(s, e);
+	else {
+		char reason[160];
+
+		snprintf(reason, sizeof(reason), "unexpected <%s xmlns='%s'>"
+		    " in %s", e->name, e->ns, state_names[s->state]);
+		fail(s, reason);
+	}
+}
+
+/* Stream events */
+
+static void
+on_stream_open(void *arg, const struct xnode *header)
+{
+	const char *id = xnode_attr(header, "id");
+
+	log_debug("stream opened by the server (id %s)", id ? id : "none");
+}
+
+static void
+on_stream_element(void *arg, const struct stream_elem *e)
+{
+	struct session *s = arg;
+
+	if (e->stanza) {
+		if (strcmp(e->name, "iq") == 0)
+			iq(s, e);
+		else if (s->state == ST_BINDED)
+			s->cb->line(s->arg, e->line, e->len);
+		return;
+	}
+	if (xnode_is(e->tree, "error", NS_STREAMS)) {
+		stream_error(s, e->tree);
+		return;
+	}
+	if (s->state == ST_BINDED) {
+		/* Stream management arrives with the issue that adds it. */
+		if (strcmp(e->tree->ns, NS_SM) != 0)
+			s->cb->line(s->arg, e->line, e->len);
+		return;
+	}
+	negotiation(s, e->tree);
+}
+
+static void
+on_stream_close(void *arg)
+{
+	struct session *s = arg;
+
+	if (s->stopping) {
+		log_info("stream closed");
+		finish_stop(s);
+		return;
+	}
+	fail(s, "stream closed by the server");
+}
+
+static const struct stream_cb stream_cb = {
+	.open = on_stream_open,
+	.element = on_stream_element,
+	.close = on_stream_close,
+};
+
+/* Interface */
+
+struct session *
+session_new(uv_loop_t *loop, const struct session_cb *cb, void *arg)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+
+	s->loop = loop;
+	s->cb = cb;
+	s->arg = arg;
+	s->link = link_new(loop, &link_cb, s);
+	s->stream = stream_new(262144, &stream_cb, s);
+	if (s->link == NULL || s->stream == NULL) {
+		link_free(s->link);
+		stream_free(s->stream);
+		free(s);
+		return NULL;
+	}
+	buf_init(&s->scratch);
+	uv_timer_init(loop, &s->handshake);
+	uv_timer_init(loop, &s->retry);
+	uv_timer_init(loop, &s->stop_timer);
+	s->handshake.data = s->retry.data = s->stop_timer.data = s;
+	s->state = ST_DISCONNECTED;
+	return s;
+}
+
+int
+session_configure(struct session *s, const struct conf *conf)
+{
+	struct link_tls tls = {
+		.ca_file = conf->ca_file,
+		.verify = conf->tls_verify,
+	};
+
+	s->conf = conf;
+	stream_set_max(s->stream, conf->max_stanza_size);
+	return link_configure(s->link, &tls);
+}
+
+void
+session_start(struct session *s)
+{
+	status_disconnected(s, "connecting", 0);
+	connect_now(s);
+}
+
+void
+session_restart(struct session *s)
+{
+	if (s->state == ST_BINDED)
+		fail(s, "configuration changed");
+	else {
+		clear_connection(s);
+		uv_timer_stop(&s->retry);
+		connect_now(s);
+	}
+}
+
+static void
+on_stop_timeout(uv_timer_t *t)
+{
+	struct session *s = t->data;
+
+	log_warn("the server did not close its stream in time");
+	finish_stop(s);
+}
+
+void
+session_stop(struct session *s)
+{
+	s->stopping = 1;
+	uv_timer_stop(&s->retry);
+	if (s->state != ST_BINDED) {
+		if (s->qlen > 0)
+			log_warn("shutdown: %zu queued stanzas not sent: the "
+			    "session is down", s->qlen);
+		finish_stop(s);
+		return;
+	}
+	queue_flush(s);
+	send_raw(s, "</stream:stream>", 16);
+	uv_timer_start(&s->stop_timer, on_stop_timeout, STOP_TIMEOUT_MS, 0);
+}
+
+static void
+on_session_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void
+session_free(struct session *s)
+{
+	if (s == NULL)
+		return;
+	clear_connection(s);
+	while (s->qhead != NULL)
+		queue_pop(s);
+	link_free(s->link);
+	stream_free(s->stream);
+	sasl_clear(&s->sasl);
+	free(s->jid);
+	buf_free(&s->scratch);
+	uv_close((uv_handle_t *)&s->handshake, NULL);
+	uv_close((uv_handle_t *)&s->retry, NULL);
+	uv_close((uv_handle_t *)&s->stop_timer, on_session_closed);
+}

@@ -1,0 +1,54 @@
+/*
+ * The XMPP session: one explicit state machine from Disconnected to Binded,
+ * the only place where the connection changes state.  It drives the link
+ * and the stream, authenticates, binds, relays stanzas up and takes stanzas
+ * from clients, queueing them while the session is down.
+ */
+#ifndef CLAWSD_SESSION_H
+#define CLAWSD_SESSION_H
+
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "conf.h"
+
+struct session_cb {
+	/* A stanza from the server, on one line ending in \n. */
+	void	(*line)(void *arg, const char *line, size_t len);
+	/*
+	 * A status line (connected or disconnected).  `announce' is set when
+	 * the session went up or down; otherwise it only refreshes the line
+	 * new clients get.
+	 */
+	void	(*status)(void *arg, const char *line, size_t len,
+		    int announce);
+	/* session_stop has finished. */
+	void	(*stopped)(void *arg);
+};
+
+struct session;
+
+struct session	*session_new(uv_loop_t *, const struct session_cb *,
+		    void *arg);
+void		 session_free(struct session *);
+/*
+ * Use this configuration (it must outlive its use).  Returns 0, or -1 when
+ * the TLS settings cannot be loaded.
+ */
+int		 session_configure(struct session *, const struct conf *);
+/* Leave Disconnected: connect, and keep reconnecting until stopped. */
+void		 session_start(struct session *);
+/* Drop the connection and connect again (a changed configuration). */
+void		 session_restart(struct session *);
+/* A stanza from a client: 0 when accepted, -1 when the queue is full. */
+int		 session_submit(struct session *, const char *, size_t);
+/*
+ * Send what is queued, close the stream, and call `stopped' once the server
+ * has closed its side or a few seconds have passed.
+ */
+void		 session_stop(struct session *);
+/* Name of the current state, as in the seed's state machine. */
+const char	*session_state(const struct session *);
+
+#endif

@@ -1,0 +1,305 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <expat.h>
+
+#include "stream.h"
+#include "xmlw.h"
+
+#define STREAM_TAG	NS_STREAMS "\x01stream"
+
+struct stream {
+	XML_Parser		 parser;
+	const struct stream_cb	*cb;
+	void			*arg;
+	size_t			 max_size;
+	int			 depth;
+	int			 stanza;	/* top element is a stanza */
+	const char		*name;		/* its local name, for stanzas */
+	struct xnode		*tree;		/* built unless only relayed */
+	struct xnode		*cur;
+	struct xmlw		 w;
+	struct buf		 line;
+	unsigned long long	 fed;		/* bytes given to expat */
+	unsigned long long	 mark;		/* start of the pending element */
+	int			 reset;		/* reset asked from a callback */
+	const char		*fault;
+	char			 errbuf[160];
+};
+
+static void setup(struct stream *);
+
+static void
+fail(struct stream *s, const char *why)
+{
+	if (s->fault == NULL)
+		s->fault = why;
+	XML_StopParser(s->parser, XML_FALSE);
+}
+
+/* Tag name equality against "uri\x01local", ignoring a returned prefix. */
+static int
+tag_is(const char *name, const char *tag)
+{
+	size_t n = strlen(tag);
+
+	return strncmp(name, tag, n) == 0 &&
+	    (name[n] == '\0' || name[n] == XMLW_NSSEP);
+}
+
+static const char *
+stanza_name(const char *name)
+{
+	static const char *const names[] = { "message", "presence", "iq" };
+	size_t i;
+	char tag[32];
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(tag, sizeof(tag), NS_CLIENT "\x01%s", names[i]);
+		if (tag_is(name, tag))
+			return names[i];
+	}
+	return NULL;
+}
+
+static void
+top_start(struct stream *s, const char *name, const char **attrs)
+{
+	s->mark = (unsigned long long)XML_GetCurrentByteIndex(s->parser);
+	s->name = stanza_name(name);
+	s->stanza = s->name != NULL;
+	s->tree = NULL;
+	/* Messages and presences are only relayed: no tree for them. */
+	if (!s->stanza || strcmp(s->name, "iq") == 0)
+		s->tree = xnode_new(NULL, name, attrs);
+	s->cur = s->tree;
+	buf_reset(&s->line, 65536);
+	xmlw_begin(&s->w, &s->line, NULL);
+	xmlw_start(&s->w, name, attrs);
+}
+
+static void
+top_end(struct stream *s, const char *name)
+{
+	unsigned long long end;
+	struct stream_elem e;
+
+	xmlw_end(&s->w, name);
+	buf_putc(&s->line, '\n');
+	end = (unsigned long long)XML_GetCurrentByteIndex(s->parser) +
+	    (unsigned long long)XML_GetCurrentByteCount(s->parser);
+	if (end - s->mark > s->max_size) {
+		fail(s, "stanza too large");
+		return;
+	}
+	s->mark = end;
+	e.stanza = s->stanza;
+	e.name = s->stanza ? s->name : s->tree->name;
+	e.tree = s->tree;
+	e.line = s->line.data;
+	e.len = s->line.len;
+	s->cb->element(s->arg, &e);
+	xnode_free(s->tree);
+	s->tree = s->cur = NULL;
+}
+
+static void XMLCALL
+on_start(void *arg, const char *name, const char **attrs)
+{
+	struct stream *s = arg;
+	struct xnode *header;
+
+	s->depth++;
+	if (s->depth == 1) {
+		if (!tag_is(name, STREAM_TAG)) {
+			fail(s, "not an XMPP stream");
+			return;
+		}
+		s->mark = (unsigned long long)XML_GetCurrentByteIndex(s->parser) +
+		    (unsigned long long)XML_GetCurrentByteCount(s->parser);
+		header = xnode_new(NULL, name, attrs);
+		s->cb->open(s->arg, header);
+		xnode_free(header);
+		return;
+	}
+	if (s->depth == 2) {
+		top_start(s, name, attrs);
+		return;
+	}
+	xmlw_start(&s->w, name, attrs);
+	if (s->cur)
+		s->cur = xnode_new(s->cur, name, attrs);
+}
+
+static void XMLCALL
+on_end(void *arg, const char *name)
+{
+	struct stream *s = arg;
+
+	s->depth--;
+	if (s->depth == 0) {
+		s->cb->close(s->arg);
+		return;
+	}
+	if (s->depth == 1) {
+		top_end(s, name);
+		return;
+	}
+	xmlw_end(&s->w, name);
+	if (s->cur)
+		s->cur = s->cur->parent;
+}
+
+static void XMLCALL
+on_chars(void *arg, const char *text, int len)
+{
+	struct stream *s = arg;
+
+	/* Whitespace between stanzas is the server's keepalive. */
+	if (s->depth < 2)
+		return;
+	xmlw_chars(&s->w, text, (size_t)len);
+	if (s->cur)
+		buf_append(&s->cur->text, text, (size_t)len);
+}
+
+static void XMLCALL
+on_comment(void *arg, const char *data)
+{
+	fail(arg, "restricted XML: comment");
+}
+
+static void XMLCALL
+on_pi(void *arg, const char *target, const char *data)
+{
+	fail(arg, "restricted XML: processing instruction");
+}
+
+static void XMLCALL
+on_doctype(void *arg, const char *name, const char *sysid, const char *pubid,
+    int has_internal_subset)
+{
+	fail(arg, "restricted XML: DTD");
+}
+
+static void XMLCALL
+on_entity(void *arg, const char *name, int is_param, const char *value,
+    int len, const char *base, const char *sysid, const char *pubid,
+    const char *notation)
+{
+	fail(arg, "restricted XML: entity declaration");
+}
+
+static void
+setup(struct stream *s)
+{
+	XML_Parser p = s->parser;
+
+	XML_SetReturnNSTriplet(p, 1);
+	XML_SetUserData(p, s);
+	XML_SetElementHandler(p, on_start, on_end);
+	XML_SetCharacterDataHandler(p, on_chars);
+	XML_SetCommentHandler(p, on_comment);
+	XML_SetProcessingInstructionHandler(p, on_pi);
+	XML_SetStartDoctypeDeclHandler(p, on_doctype);
+	XML_SetEntityDeclHandler(p, on_entity);
+	XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
+}
+
+struct stream *
+stream_new(size_t max_size, const struct stream_cb *cb, void *arg)
+{
+	struct stream *s = xcalloc(1, sizeof(*s));
+
+	s->parser = XML_ParserCreateNS("UTF-8", XMLW_NSSEP);
+	if (s->parser == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->cb = cb;
+	s->arg = arg;
+	s->max_size = max_size;
+	xmlw_init(&s->w);
+	buf_init(&s->line);
+	setup(s);
+	return s;
+}
+
+void
+stream_free(struct stream *s)
+{
+	if (s == NULL)
+		return;
+	XML_ParserFree(s->parser);
+	xnode_free(s->tree);
+	xmlw_free(&s->w);
+	buf_free(&s->line);
+	free(s);
+}
+
+void
+stream_set_max(struct stream *s, size_t max_size)
+{
+	s->max_size = max_size;
+}
+
+static void
+do_reset(struct stream *s)
+{
+	XML_ParserReset(s->parser, "UTF-8");
+	setup(s);
+	xnode_free(s->tree);
+	s->tree = s->cur = NULL;
+	s->depth = 0;
+	s->fed = s->mark = 0;
+	s->reset = 0;
+	s->fault = NULL;
+	buf_reset(&s->line, 65536);
+}
+
+void
+stream_reset(struct stream *s)
+{
+	XML_ParsingStatus st;
+
+	XML_GetParsingStatus(s->parser, &st);
+	if (st.parsing == XML_PARSING) {
+		s->reset = 1;
+		XML_StopParser(s->parser, XML_FALSE);
+		return;
+	}
+	do_reset(s);
+}
+
+int
+stream_feed(struct stream *s, const char *data, size_t len, const char **err)
+{
+	enum XML_Status st;
+
+	if (s->fault != NULL) {
+		*err = s->fault;
+		return -1;
+	}
+	s->fed += len;
+	st = XML_Parse(s->parser, data, (int)len, XML_FALSE);
+	if (s->reset) {
+		do_reset(s);
+		return 0;
+	}
+	if (s->fault == NULL && st != XML_STATUS_OK) {
+		snprintf(s->errbuf, sizeof(s->errbuf),
+		    "not-well-formed: %s at line %lu",
+		    XML_ErrorString(XML_GetErrorCode(s->parser)),
+		    XML_GetCurrentLineNumber(s->parser));
+		s->fault = s->errbuf;
+	}
+	/* Expat holds an unfinished token in memory: bound it here. */
+	if (s->fault == NULL && s->fed - s->mark > s->max_size + 65536)
+		s->fault = "stanza too large";
+	if (s->fault != NULL) {
+		*err = s->fault;
+		return -1;
+	}
+	return 0;
+}
