@@ -1,0 +1,535 @@
+/*
+ * SASL mechanisms against the RFC 5802 and RFC 7677 examples, a SCRAM-SHA-512
+ * vector computed with Python, and the ways a server can get it wrong.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sasl.h"
+
+/* RFC 5802 section 5. */
+#define SHA1_CNONCE	"fyko+d2lbbFgONRv9qkxdawL"
+#define SHA1_SFIRST	"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j," \
+			"s=QSXCR+Q6sek8bf92,i=4096"
+#define SHA1_CFINAL	"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j," \
+			"p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="
+#define SHA1_SFINAL	"v=rmF9pqV8S7suAoZWja4dJRkFsKQ="
+
+/* RFC 7677 section 3. */
+#define SHA256_CNONCE	"rOprNGfwEbeRWgbNEkqO"
+#define SHA256_SFIRST	"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0," \
+			"s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+#define SHA256_CFINAL	"c=biws,r=rOprNGfwEbeRWgbNEkqO" \
+			"%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0," \
+			"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+#define SHA256_SFINAL	"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+
+/*
+ * No RFC example for SHA-512; these come from /usr/bin/python3 (the same
+ * script, with sha256 and the RFC 7677 inputs, reproduces that example):
+ *
+ *	import base64, hashlib, hmac
+ *	h = hashlib.sha512
+ *	user, pw = "juliet", "r0m30myr0m30"
+ *	cnonce, snonce = "tyR2ODUo4XkP8R4eZpMtBqBX", "Fz0zuZ8yq2yR7kTpR4wJ"
+ *	salt, it = b"clawsd-test-salt", 4096
+ *	cfb = "n=%s,r=%s" % (user, cnonce)
+ *	sf = "r=%s%s,s=%s,i=%d" % (cnonce, snonce,
+ *	    base64.b64encode(salt).decode(), it)
+ *	cfwp = "c=biws,r=%s%s" % (cnonce, snonce)
+ *	am = ",".join((cfb, sf, cfwp)).encode()
+ *	sp = hashlib.pbkdf2_hmac("sha512", pw.encode(), salt, it)
+ *	ck = hmac.new(sp, b"Client Key", h).digest()
+ *	cs = hmac.new(h(ck).digest(), am, h).digest()
+ *	sk = hmac.new(sp, b"Server Key", h).digest()
+ *	print(sf)
+ *	print(cfwp + ",p=" + base64.b64encode(
+ *	    bytes(a ^ b for a, b in zip(ck, cs))).decode())
+ *	print("v=" + base64.b64encode(hmac.new(sk, am, h).digest()).decode())
+ */
+#define SHA512_CNONCE	"tyR2ODUo4XkP8R4eZpMtBqBX"
+#define SHA512_SFIRST	"r=tyR2ODUo4XkP8R4eZpMtBqBXFz0zuZ8yq2yR7kTpR4wJ," \
+			"s=Y2xhd3NkLXRlc3Qtc2FsdA==,i=4096"
+#define SHA512_CFINAL	"c=biws,r=tyR2ODUo4XkP8R4eZpMtBqBXFz0zuZ8yq2yR7kTpR4wJ," \
+			"p=rxYLJYGgJl6xiiLrZZC0WJBhumUzOlc2Z/gofq5IksOyzZy5" \
+			"Rl+rvkNvUSsL9fsT0nkGNiuSlwokO61VS2t2pw=="
+#define SHA512_SFINAL	"v=FT5DN9VKEBZ9kEjVKQ/Z3b/qXCfi7E1W4Ydq/IeDoEDcjIpe" \
+			"Cnv+bJA9RunWsXxyHdfCg3ehoPk9vlnwQN5jag=="
+
+struct vector {
+	enum sasl_mech	 mech;
+	const char	*user;
+	const char	*password;
+	const char	*cnonce;
+	const char	*sfirst;
+	const char	*cfinal;
+	const char	*sfinal;
+};
+
+static const struct vector sha1_vec = {
+	SASL_SCRAM_SHA_1, "user", "pencil", SHA1_CNONCE,
+	SHA1_SFIRST, SHA1_CFINAL, SHA1_SFINAL,
+};
+static const struct vector sha256_vec = {
+	SASL_SCRAM_SHA_256, "user", "pencil", SHA256_CNONCE,
+	SHA256_SFIRST, SHA256_CFINAL, SHA256_SFINAL,
+};
+static const struct vector sha512_vec = {
+	SASL_SCRAM_SHA_512, "juliet", "r0m30myr0m30", SHA512_CNONCE,
+	SHA512_SFIRST, SHA512_CFINAL, SHA512_SFINAL,
+};
+
+static void
+assert_buf(struct buf *b, const char *want, size_t len)
+{
+	assert_int_equal(b->len, len);
+	assert_memory_equal(b->data, want, len);
+}
+
+/* Start `v' and answer its server-first-message; leaves `s' ready to finish. */
+static void
+run_to_final(struct sasl *s, const struct vector *v)
+{
+	struct buf out;
+	const char *err = NULL;
+	char first[128];
+
+	buf_init(&out);
+	assert_int_equal(sasl_start(s, v->mech, v->user, v->password,
+	    v->cnonce, &out), 0);
+	snprintf(first, sizeof(first), "n,,n=%s,r=%s", v->user, v->cnonce);
+	assert_string_equal(buf_cstr(&out), first);
+	buf_reset(&out, 0);
+	assert_int_equal(sasl_step(s, v->sfirst, strlen(v->sfirst), &out,
+	    &err), 0);
+	assert_null(err);
+	assert_string_equal(buf_cstr(&out), v->cfinal);
+	buf_free(&out);
+}
+
+static void
+check_vector(const struct vector *v)
+{
+	struct sasl s;
+	const char *err = NULL;
+
+	run_to_final(&s, v);
+	assert_int_equal(sasl_finish(&s, v->sfinal, strlen(v->sfinal), &err),
+	    0);
+	sasl_clear(&s);
+}
+
+/* Flip one base64 character of the server signature: must be refused. */
+static void
+check_tampered(const struct vector *v)
+{
+	struct sasl s;
+	const char *err = NULL;
+	char bad[128];
+
+	snprintf(bad, sizeof(bad), "%s", v->sfinal);
+	bad[2] = bad[2] == 'A' ? 'B' : 'A';
+	run_to_final(&s, v);
+	assert_int_equal(sasl_finish(&s, bad, strlen(bad), &err), -1);
+	assert_string_equal(err, "server signature mismatch");
+	sasl_clear(&s);
+}
+
+static void
+test_scram_sha1(void **state)
+{
+	(void)state;
+	check_vector(&sha1_vec);
+	check_tampered(&sha1_vec);
+}
+
+static void
+test_scram_sha256(void **state)
+{
+	(void)state;
+	check_vector(&sha256_vec);
+	check_tampered(&sha256_vec);
+}
+
+static void
+test_scram_sha512(void **state)
+{
+	(void)state;
+	check_vector(&sha512_vec);
+	check_tampered(&sha512_vec);
+}
+
+/* Each server-final-message is tried on a fresh SHA-1 exchange. */
+static void
+check_bad_final(const char *sfinal, const char *want_err)
+{
+	struct sasl s;
+	const char *err = NULL;
+
+	run_to_final(&s, &sha1_vec);
+	assert_int_equal(sasl_finish(&s, sfinal, strlen(sfinal), &err), -1);
+	assert_string_equal(err, want_err);
+	/* A refusal is final: the right signature now comes too late. */
+	assert_int_equal(sasl_finish(&s, SHA1_SFINAL, strlen(SHA1_SFINAL),
+	    &err), -1);
+	sasl_clear(&s);
+}
+
+static void
+test_scram_bad_final(void **state)
+{
+	(void)state;
+	/* Another exchange's valid signature. */
+	check_bad_final(SHA256_SFINAL, "bad server signature");
+	check_bad_final("v=rmF9pqV8S7suAoZWja4dJRkF", "bad server signature");
+	/* A stray character that mbedtls 2.28 alone would ignore. */
+	check_bad_final(SHA1_SFINAL "A", "bad server signature");
+	check_bad_final("v=", "bad server signature");
+	check_bad_final("", "malformed server-final-message");
+	check_bad_final("x=" SHA1_SFINAL, "malformed server-final-message");
+	check_bad_final("e=invalid-proof", "server error");
+}
+
+/* A server-final-message may carry extensions after the verifier. */
+static void
+test_scram_final_extension(void **state)
+{
+	struct sasl s;
+	const char *err = NULL;
+	static const char v[] = SHA1_SFINAL ",x=whatever";
+
+	(void)state;
+	run_to_final(&s, &sha1_vec);
+	assert_int_equal(sasl_finish(&s, v, strlen(v), &err), 0);
+	sasl_clear(&s);
+}
+
+static void
+plain_first(struct sasl *s, struct buf *out)
+{
+	static const char want[] = "\0tim\0tanstaaftanstaaf";
+
+	buf_init(out);
+	assert_int_equal(sasl_start(s, SASL_PLAIN, "tim", "tanstaaftanstaaf",
+	    NULL, out), 0);
+	assert_buf(out, want, sizeof(want) - 1);
+}
+
+/* PLAIN has no challenge and no additional data on success. */
+static void
+test_plain(void **state)
+{
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	(void)state;
+	plain_first(&s, &out);
+	assert_int_equal(sasl_finish(&s, "", 0, &err), 0);
+	sasl_clear(&s);
+	buf_free(&out);
+
+	plain_first(&s, &out);
+	assert_int_equal(sasl_step(&s, "x", 1, &out, &err), -1);
+	assert_string_equal(err, "unexpected challenge");
+	sasl_clear(&s);
+	buf_free(&out);
+
+	plain_first(&s, &out);
+	assert_int_equal(sasl_finish(&s, "x", 1, &err), -1);
+	assert_string_equal(err, "unexpected additional data");
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+static void
+test_select(void **state)
+{
+	static const char *const all[] = {
+		"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS",
+		"SCRAM-SHA-512",
+	};
+	static const char *const old[] = { "DIGEST-MD5", "PLAIN" };
+	static const char *const ext[] = { "EXTERNAL" };
+	static const char *defaults =
+	    "SCRAM-SHA-512 SCRAM-SHA-256 SCRAM-SHA-1 PLAIN";
+
+	(void)state;
+	assert_int_equal(sasl_select(defaults, all, 5, 0), SASL_SCRAM_SHA_512);
+	assert_int_equal(sasl_select(defaults, all, 4, 0), SASL_SCRAM_SHA_256);
+	assert_int_equal(sasl_select(defaults, all, 2, 0), SASL_SCRAM_SHA_1);
+	assert_int_equal(sasl_select("  SCRAM-SHA-1   SCRAM-SHA-512 ", all, 5,
+	    0), SASL_SCRAM_SHA_1);
+	assert_int_equal(sasl_select("PLAIN SCRAM-SHA-1", all, 5, 1),
+	    SASL_PLAIN);
+	assert_int_equal(sasl_select("PLAIN SCRAM-SHA-1", all, 5, 0),
+	    SASL_SCRAM_SHA_1);
+	/* Unknown or partial names in the preferences are skipped. */
+	assert_int_equal(sasl_select("DIGEST-MD5 SCRAM-SHA SCRAM-SHA-256",
+	    all, 5, 0), SASL_SCRAM_SHA_256);
+	assert_int_equal(sasl_select(defaults, old, 2, 1), SASL_PLAIN);
+	assert_int_equal(sasl_select(defaults, old, 2, 0), SASL_NONE);
+	assert_int_equal(sasl_select(defaults, ext, 1, 1), SASL_NONE);
+	assert_int_equal(sasl_select(defaults, all, 0, 1), SASL_NONE);
+	assert_int_equal(sasl_select("", all, 5, 1), SASL_NONE);
+}
+
+static void
+test_mech_names(void **state)
+{
+	enum sasl_mech m;
+
+	(void)state;
+	for (m = SASL_SCRAM_SHA_512; m <= SASL_PLAIN; m++)
+		assert_int_equal(sasl_mech_parse(sasl_mech_name(m)), m);
+	assert_string_equal(sasl_mech_name(SASL_SCRAM_SHA_256),
+	    "SCRAM-SHA-256");
+	assert_int_equal(sasl_mech_parse("SCRAM-SHA-256-PLUS"), SASL_NONE);
+	assert_int_equal(sasl_mech_parse("plain"), SASL_NONE);
+	assert_int_equal(sasl_mech_parse(""), SASL_NONE);
+}
+
+/* Each server-first-message is answered by a fresh SHA-1 exchange. */
+static void
+check_bad_first(const char *sfirst, size_t len, const char *want_err)
+{
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	buf_init(&out);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "user", "pencil",
+	    SHA1_CNONCE, &out), 0);
+	buf_reset(&out, 0);
+	assert_int_equal(sasl_step(&s, sfirst, len, &out, &err), -1);
+	assert_string_equal(err, want_err);
+	assert_int_equal(out.len, 0);
+	/* No second chance, even with a good one. */
+	assert_int_equal(sasl_step(&s, SHA1_SFIRST, strlen(SHA1_SFIRST), &out,
+	    &err), -1);
+	assert_int_equal(out.len, 0);
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+#define BAD_FIRST(msg, err)	check_bad_first(msg, sizeof(msg) - 1, err)
+
+#define R	"r=" SHA1_CNONCE "srv"
+#define S	"s=QSXCR+Q6sek8bf92"
+
+static void
+test_bad_server_first(void **state)
+{
+	static const char nul[] = R "," S ",i=40\0" "96";
+
+	(void)state;
+	BAD_FIRST("", "missing nonce");
+	BAD_FIRST("garbage", "missing nonce");
+	BAD_FIRST(S "," R ",i=4096", "missing nonce");
+	BAD_FIRST(R ",i=4096", "missing salt");
+	BAD_FIRST(R "," S, "missing iteration count");
+	BAD_FIRST(R "," S ",", "missing iteration count");
+	BAD_FIRST("m=ext," R "," S ",i=4096",
+	    "unsupported mandatory extension");
+	BAD_FIRST("r=somebodyelse," S ",i=4096",
+	    "server nonce does not extend ours");
+	BAD_FIRST("r=fyko+d2lbbFgONRv9qkxdaw," S ",i=4096",
+	    "server nonce does not extend ours");
+	/* The server must contribute a part of its own. */
+	BAD_FIRST("r=" SHA1_CNONCE "," S ",i=4096",
+	    "server nonce does not extend ours");
+	BAD_FIRST("r=" SHA1_CNONCE "\x01," S ",i=4096",
+	    "server nonce does not extend ours");
+	BAD_FIRST(R "," S ",i=0", "iteration count out of range");
+	BAD_FIRST(R "," S ",i=-1", "iteration count out of range");
+	BAD_FIRST(R "," S ",i=", "iteration count out of range");
+	BAD_FIRST(R "," S ",i=4k", "iteration count out of range");
+	BAD_FIRST(R "," S ",i=1000001", "iteration count out of range");
+	BAD_FIRST(R "," S ",i=99999999999999999999999",
+	    "iteration count out of range");
+	BAD_FIRST(R ",s=,i=4096", "bad salt");
+	BAD_FIRST(R ",s=!!!!,i=4096", "bad salt");
+	/* Unpadded, and a line break: mbedtls alone would take both. */
+	BAD_FIRST(R ",s=QSXCR+Q6sek8bf9,i=4096", "bad salt");
+	BAD_FIRST(R ",s=QSXCR+Q6\r\nsek8bf92,i=4096", "bad salt");
+	check_bad_first(nul, sizeof(nul) - 1, "malformed challenge");
+}
+
+/* Optional extensions after the iteration count are ignored. */
+static void
+test_server_first_extension(void **state)
+{
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+	static const char sfirst[] = R "," S ",i=1,x=ignored";
+
+	(void)state;
+	buf_init(&out);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "user", "pencil",
+	    SHA1_CNONCE, &out), 0);
+	buf_reset(&out, 0);
+	assert_int_equal(sasl_step(&s, sfirst, strlen(sfirst), &out, &err), 0);
+	assert_true(strncmp(buf_cstr(&out), "c=biws," R ",p=",
+	    strlen("c=biws," R ",p=")) == 0);
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+static void
+test_escape_user(void **state)
+{
+	struct sasl s;
+	struct buf out;
+
+	(void)state;
+	buf_init(&out);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_256, "a,b=c", "pw",
+	    "nonce", &out), 0);
+	assert_string_equal(buf_cstr(&out), "n,,n=a=2Cb=3Dc,r=nonce");
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+static void
+test_bad_start(void **state)
+{
+	struct sasl s;
+	struct buf out;
+
+	(void)state;
+	buf_init(&out);
+	assert_int_equal(sasl_start(&s, SASL_NONE, "u", "p", "n", &out), -1);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "", "p", "n", &out),
+	    -1);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "u", "", "n", &out),
+	    -1);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "u", "p", "", &out),
+	    -1);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "u", "p", "a,b",
+	    &out), -1);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "u", "p", "a b",
+	    &out), -1);
+	assert_int_equal(out.len, 0);
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+/* Calls out of order are refused, and end the exchange. */
+static void
+test_out_of_order(void **state)
+{
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	buf_init(&out);
+	assert_int_equal(sasl_step(&s, SHA1_SFIRST, strlen(SHA1_SFIRST), &out,
+	    &err), -1);
+	assert_int_equal(sasl_finish(&s, "", 0, &err), -1);
+
+	/* <success/> before the proof would skip verifying the server. */
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "user", "pencil",
+	    SHA1_CNONCE, &out), 0);
+	assert_int_equal(sasl_finish(&s, SHA1_SFINAL, strlen(SHA1_SFINAL),
+	    &err), -1);
+	assert_string_equal(err, "unexpected success");
+	buf_reset(&out, 0);
+	assert_int_equal(sasl_step(&s, SHA1_SFIRST, strlen(SHA1_SFIRST), &out,
+	    &err), -1);
+	assert_int_equal(out.len, 0);
+	sasl_clear(&s);
+
+	/* A second challenge or a second success. */
+	run_to_final(&s, &sha1_vec);
+	assert_int_equal(sasl_step(&s, SHA1_SFIRST, strlen(SHA1_SFIRST), &out,
+	    &err), -1);
+	sasl_clear(&s);
+	run_to_final(&s, &sha1_vec);
+	assert_int_equal(sasl_finish(&s, SHA1_SFINAL, strlen(SHA1_SFINAL),
+	    &err), 0);
+	assert_int_equal(sasl_finish(&s, SHA1_SFINAL, strlen(SHA1_SFINAL),
+	    &err), -1);
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+/* "n,,n=user,r=" then the nonce: 24 random bytes are 32 base64 chars. */
+static void
+random_first(struct sasl *s, struct buf *out)
+{
+	static const char prefix[] = "n,,n=user,r=";
+
+	buf_init(out);
+	assert_int_equal(sasl_start(s, SASL_SCRAM_SHA_256, "user", "pencil",
+	    NULL, out), 0);
+	assert_int_equal(out->len, sizeof(prefix) - 1 + 32);
+	assert_memory_equal(out->data, prefix, sizeof(prefix) - 1);
+	assert_null(strchr(buf_cstr(out) + sizeof(prefix) - 1, ','));
+}
+
+static void
+test_random_nonce(void **state)
+{
+	struct sasl a, b;
+	struct buf oa, ob;
+
+	(void)state;
+	random_first(&a, &oa);
+	random_first(&b, &ob);
+	assert_string_not_equal(buf_cstr(&oa), buf_cstr(&ob));
+	sasl_clear(&a);
+	sasl_clear(&b);
+	buf_free(&oa);
+	buf_free(&ob);
+}
+
+static void
+test_clear(void **state)
+{
+	static const unsigned char zero[SASL_MAX_HASH];
+	struct sasl s;
+
+	(void)state;
+	run_to_final(&s, &sha256_vec);
+	sasl_clear(&s);
+	assert_null(s.authcid);
+	assert_null(s.password);
+	assert_null(s.client_first_bare);
+	assert_null(s.auth_message);
+	assert_memory_equal(s.server_key, zero, sizeof(zero));
+	/* Clearing twice is harmless. */
+	sasl_clear(&s);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_scram_sha1),
+		cmocka_unit_test(test_scram_sha256),
+		cmocka_unit_test(test_scram_sha512),
+		cmocka_unit_test(test_scram_bad_final),
+		cmocka_unit_test(test_scram_final_extension),
+		cmocka_unit_test(test_plain),
+		cmocka_unit_test(test_select),
+		cmocka_unit_test(test_mech_names),
+		cmocka_unit_test(test_bad_server_first),
+		cmocka_unit_test(test_server_first_extension),
+		cmocka_unit_test(test_escape_user),
+		cmocka_unit_test(test_bad_start),
+		cmocka_unit_test(test_out_of_order),
+		cmocka_unit_test(test_random_nonce),
+		cmocka_unit_test(test_clear),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
