@@ -44,7 +44,7 @@ struct conf {
 	char		*socket_path;
 	unsigned	 socket_mode;
 	char		*socket_group;		/* NULL: leave as is */
-	gid_t		 socket_gid;		/* resolved from socket_group */
+	gid_t		 socket_gid;		/* from socket_group, else (gid_t)-1 */
 	size_t		 max_clients;
 	size_t		 client_buffer;
 

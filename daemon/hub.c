@@ -34,8 +34,7 @@ struct hub {
 	uv_loop_t		*loop;
 	const struct hub_cb	*cb;
 	void			*arg;
-	uv_pipe_t		 listener;
-	int			 listening;
+	uv_pipe_t		*listener;	/* NULL when not listening */
 	char			*path;		/* socket file we created */
 	uv_prepare_t		 flush;
 	struct client		*clients;
@@ -76,7 +75,9 @@ client_send(struct client *c, const char *data, size_t len)
 
 	if (c->closed)
 		return;
-	if (c->out.len + c->wbuf.len + len > h->client_buffer) {
+	/* A line always fits an empty queue, however large it came. */
+	if (c->out.len + c->wbuf.len > 0 &&
+	    c->out.len + c->wbuf.len + len > h->client_buffer) {
 		log_warn("client %lu: more than %zu bytes unread, disconnecting",
 		    c->id, h->client_buffer);
 		c->out.len = 0;
@@ -412,8 +413,7 @@ bind_socket(const struct conf *conf)
 		return -1;
 	}
 	if (chmod(tmp, conf->socket_mode) != 0 ||
-	    (conf->socket_group != NULL &&
-	    chown(tmp, (uid_t)-1, conf->socket_gid) != 0) ||
+	    chown(tmp, (uid_t)-1, conf->socket_gid) != 0 ||
 	    listen(fd, 128) != 0 ||
 	    rename(tmp, conf->socket_path) != 0) {
 		log_error("socket: %s: %s", conf->socket_path, strerror(errno));
@@ -424,9 +424,16 @@ bind_socket(const struct conf *conf)
 	return fd;
 }
 
+static void
+on_listener_closed(uv_handle_t *handle)
+{
+	free(handle);
+}
+
 int
 hub_listen(struct hub *h, const struct conf *conf, int fd)
 {
+	uv_pipe_t *l;
 	int rc;
 
 	hub_configure(h, conf);
@@ -438,18 +445,18 @@ hub_listen(struct hub *h, const struct conf *conf, int fd)
 			return -1;
 		h->path = xstrdup(conf->socket_path);
 	}
-	uv_pipe_init(h->loop, &h->listener, 0);
-	h->listener.data = h;
-	rc = uv_pipe_open(&h->listener, fd);
+	l = xcalloc(1, sizeof(*l));
+	uv_pipe_init(h->loop, l, 0);
+	l->data = h;
+	h->listener = l;
+	rc = uv_pipe_open(l, fd);
 	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&h->listener, 128, on_connection);
+		rc = uv_listen((uv_stream_t *)l, 128, on_connection);
 	if (rc != 0) {
 		log_error("socket: listen: %s", uv_strerror(rc));
-		uv_close((uv_handle_t *)&h->listener, NULL);
 		hub_unlisten(h);
 		return -1;
 	}
-	h->listening = 1;
 	log_info("socket: listening on %s",
 	    h->path ? h->path : "the socket passed by systemd");
 	return 0;
@@ -458,9 +465,9 @@ hub_listen(struct hub *h, const struct conf *conf, int fd)
 void
 hub_unlisten(struct hub *h)
 {
-	if (h->listening) {
-		uv_close((uv_handle_t *)&h->listener, NULL);
-		h->listening = 0;
+	if (h->listener != NULL) {
+		uv_close((uv_handle_t *)h->listener, on_listener_closed);
+		h->listener = NULL;
 	}
 	if (h->path != NULL) {
 		unlink(h->path);
