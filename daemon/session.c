@@ -11,6 +11,8 @@
 #include "log.h"
 #include "sasl.h"
 #include "session.h"
+#include "sm.h"
+#include "squeue.h"
 #include "stream.h"
 #include "xmlw.h"
 
@@ -46,12 +48,6 @@ static const char *const state_names[] = {
 	"Authenticate", "Bind", "Binding", "Binded",
 };
 
-struct qent {
-	struct qent	*next;
-	size_t		 len;
-	char		 data[];
-};
-
 struct session {
 	uv_loop_t		*loop;
 	const struct session_cb	*cb;
@@ -63,14 +59,23 @@ struct session {
 	uv_timer_t		 handshake;	/* connect_timeout */
 	uv_timer_t		 retry;
 	uv_timer_t		 stop_timer;
+	uv_timer_t		 ping_timer;
+	uint64_t		 last_rx;	/* loop time of the last read */
+	uint64_t		 ping_sent;	/* 0: no ping outstanding */
+	uint64_t		 delay_ms;	/* next wait in Retrying */
+	unsigned		 seed;		/* jitter only, not secrets */
+	char			*redirect;	/* see-other-host, for one try */
+	int			 sm_offered;
+	int			 can_bind;
 	struct sasl		 sasl;
 	int			 session_required;
 	char			*jid;		/* bound full JID */
 	char			*bind_id;
 	char			*session_id;
+	char			*ping_id;
 	unsigned long		 next_id;
-	struct qent		*qhead, *qtail;
-	size_t			 qlen;
+	struct squeue		 queue;		/* from clients, not yet sent */
+	struct sm		 sm;
 	int			 stopping;
 	int			 stopped;
 	struct buf		 scratch;
@@ -108,6 +113,38 @@ send_buf(struct session *s, struct buf *b)
 	b->len = 0;
 }
 
+#define SM_R	"<r xmlns='" NS_SM "'/>"
+
+/*
+ * One ack request in flight at a time: under load that is one per round
+ * trip, whatever the number of stanzas, and none when idle.
+ */
+static void
+request_ack(struct session *s)
+{
+	if (!s->sm.active || s->sm.requested ||
+	    squeue_count(&s->sm.unacked) == 0)
+		return;
+	s->sm.requested = 1;
+	send_raw(s, SM_R, sizeof(SM_R) - 1);
+}
+
+/* A stanza: with stream management, kept until the server has it. */
+static void
+send_stanza(struct session *s, const char *data, size_t len, int flags)
+{
+	send_raw(s, data, len);
+	sm_sent(&s->sm, data, len, flags);
+	request_ack(s);
+}
+
+static void
+send_stanza_buf(struct session *s, struct buf *b)
+{
+	send_stanza(s, b->data, b->len, 0);
+	b->len = 0;
+}
+
 static char *
 new_id(struct session *s, const char *what)
 {
@@ -132,14 +169,14 @@ status_disconnected(struct session *s, const char *reason, int announce)
 }
 
 static void
-status_connected(struct session *s)
+status_connected(struct session *s, int resumed)
 {
 	struct buf *b = &s->scratch;
 
 	b->len = 0;
 	buf_puts(b, "<connected xmlns=\"urn:x-clawsd\"");
 	xmlw_attr_pair(b, "jid", s->jid);
-	buf_puts(b, " resumed=\"false\"/>\n");
+	buf_printf(b, " resumed=\"%s\"/>\n", resumed ? "true" : "false");
 	s->cb->status(s->arg, b->data, b->len, 1);
 	b->len = 0;
 }
@@ -151,10 +188,18 @@ clear_connection(struct session *s)
 	stream_reset(s->stream);
 	sasl_clear(&s->sasl);
 	uv_timer_stop(&s->handshake);
+	uv_timer_stop(&s->ping_timer);
 	free(s->bind_id);
 	free(s->session_id);
-	s->bind_id = s->session_id = NULL;
+	free(s->ping_id);
+	s->bind_id = s->session_id = s->ping_id = NULL;
+	s->ping_sent = 0;
 	s->session_required = 0;
+	s->sm_offered = s->can_bind = 0;
+	sm_lost(&s->sm);
+	/* Without a session to resume, client stanzas go out again anew. */
+	if (!sm_resumable(&s->sm))
+		sm_forget(&s->sm, &s->queue);
 }
 
 static void
@@ -176,11 +221,24 @@ on_retry(uv_timer_t *t)
 	connect_now(t->data);
 }
 
+/* The wait before the next attempt: doubling, with +-20% jitter. */
+static uint64_t
+next_delay(struct session *s, int at_max)
+{
+	uint64_t max = (uint64_t)s->conf->reconnect_max_delay * 1000;
+	uint64_t base = at_max ? max : s->delay_ms;
+	double jitter = 0.8 + 0.4 * ((double)rand_r(&s->seed) / RAND_MAX);
+
+	s->delay_ms = base * 2 > max ? max : base * 2;
+	return (uint64_t)((double)base * jitter);
+}
+
 /* Any failure: drop the connection, tell the subscribers, try again later. */
 static void
-fail(struct session *s, const char *reason)
+fail_after(struct session *s, const char *reason, int wait_max)
 {
 	int was_up = s->state == ST_BINDED;
+	uint64_t wait;
 
 	log_warn("connection %s in %s: %s", was_up ? "lost" : "failed",
 	    state_names[s->state], reason);
@@ -191,9 +249,15 @@ fail(struct session *s, const char *reason)
 	}
 	status_disconnected(s, reason, was_up);
 	set_state(s, ST_RETRYING, reason);
-	log_info("retrying in %u s", s->conf->reconnect_delay);
-	uv_timer_start(&s->retry, on_retry,
-	    (uint64_t)s->conf->reconnect_delay * 1000, 0);
+	wait = s->redirect != NULL ? 0 : next_delay(s, wait_max);
+	log_info("retrying in %.1f s", (double)wait / 1000);
+	uv_timer_start(&s->retry, on_retry, wait, 0);
+}
+
+static void
+fail(struct session *s, const char *reason)
+{
+	fail_after(s, reason, 0);
 }
 
 static void
@@ -207,14 +271,43 @@ on_handshake_timeout(uv_timer_t *t)
 	fail(s, reason);
 }
 
+/* "host", "host:port" or "[v6]:port" of a see-other-host error. */
+static void
+redirect_target(const char *to, char *host, size_t size, int *port)
+{
+	const char *colon = strrchr(to, ':'), *end = to + strlen(to);
+
+	if (to[0] == '[') {
+		to++;
+		end = strchr(to, ']');
+		colon = end != NULL && end[1] == ':' ? end + 1 : NULL;
+		if (end == NULL)
+			end = to + strlen(to);
+	} else if (colon != NULL && strchr(to, ':') != colon)
+		colon = NULL;	/* a bare IPv6 address */
+	else if (colon != NULL)
+		end = colon;
+	if (colon != NULL && atoi(colon + 1) > 0 && atoi(colon + 1) < 65536)
+		*port = atoi(colon + 1);
+	snprintf(host, size, "%.*s", (int)(end - to), to);
+}
+
 static void
 connect_now(struct session *s)
 {
 	const struct conf *c = s->conf;
 	const char *host = c->host ? c->host : c->domain;
+	int port = conf_port(c);
+	char target[256];
 
+	if (s->redirect != NULL) {
+		redirect_target(s->redirect, target, sizeof(target), &port);
+		host = target;
+		free(s->redirect);
+		s->redirect = NULL;
+	}
 	set_state(s, ST_CONNECTING, NULL);
-	log_info("connecting to %s port %d (%s)", host, conf_port(c),
+	log_info("connecting to %s port %d (%s)", host, port,
 	    c->tls == CONF_TLS_DIRECT ? "direct TLS" :
 	    c->tls == CONF_TLS_STARTTLS ? "STARTTLS" : "no TLS");
 	if (c->tls != CONF_TLS_NONE && !c->tls_verify)
@@ -222,7 +315,7 @@ connect_now(struct session *s)
 	stream_reset(s->stream);
 	uv_timer_start(&s->handshake, on_handshake_timeout,
 	    (uint64_t)c->connect_timeout * 1000, 0);
-	link_connect(s->link, host, conf_port(c), c->domain,
+	link_connect(s->link, host, port, c->domain,
 	    c->tls == CONF_TLS_DIRECT);
 }
 
@@ -275,6 +368,7 @@ on_link_data(void *arg, const char *data, size_t len)
 	struct session *s = arg;
 	const char *err;
 
+	s->last_rx = uv_now(s->loop);
 	if (stream_feed(s->stream, data, len, &err) != 0)
 		fail(s, err);
 }
@@ -303,63 +397,50 @@ static const struct link_cb link_cb = {
 
 /* The offline queue */
 
-static void
-queue_push(struct session *s, const char *data, size_t len)
+/* Room to send: the link keeps up and the unacked queue has space. */
+static int
+can_send(const struct session *s)
 {
-	struct qent *q = xmalloc(sizeof(*q) + len);
-
-	q->next = NULL;
-	q->len = len;
-	memcpy(q->data, data, len);
-	if (s->qtail)
-		s->qtail->next = q;
-	else
-		s->qhead = q;
-	s->qtail = q;
-	s->qlen++;
+	if (s->state != ST_BINDED)
+		return 0;
+	if (s->stopping)
+		return 1;
+	if (s->sm.active && squeue_count(&s->sm.unacked) >= s->conf->queue_max)
+		return 0;
+	return link_pending(s->link) < LINK_HIGH_WATER;
 }
 
-static void
-queue_pop(struct session *s)
-{
-	struct qent *q = s->qhead;
-
-	s->qhead = q->next;
-	if (s->qhead == NULL)
-		s->qtail = NULL;
-	s->qlen--;
-	free(q);
-}
-
-/* Send queued stanzas while the link keeps up; the rest waits for drain. */
+/* Send queued stanzas while there is room; the rest waits for drain/acks. */
 static void
 queue_flush(struct session *s)
 {
-	size_t sent = 0;
+	const char *p;
+	size_t n = 0, len;
 
-	if (s->state != ST_BINDED)
-		return;
-	while (s->qhead != NULL &&
-	    (s->stopping || link_pending(s->link) < LINK_HIGH_WATER)) {
-		send_raw(s, s->qhead->data, s->qhead->len);
-		queue_pop(s);
-		sent++;
+	while (can_send(s) &&
+	    (p = squeue_at(&s->queue, 0, &len, NULL)) != NULL) {
+		send_stanza(s, p, len, SM_CLIENT);
+		squeue_drop(&s->queue, 1);
+		n++;
 	}
-	if (sent > 0)
-		log_debug("sent %zu queued stanzas", sent);
+	if (n > 0)
+		log_debug("sent %zu queued stanzas", n);
+	if (s->state == ST_BINDED && squeue_count(&s->queue) > 0 &&
+	    s->sm.active && squeue_count(&s->sm.unacked) >= s->conf->queue_max)
+		log_debug("stream management: %zu stanzas unacknowledged, "
+		    "waiting for the server", squeue_count(&s->sm.unacked));
 }
 
 int
 session_submit(struct session *s, const char *data, size_t len)
 {
-	if (s->state == ST_BINDED && s->qhead == NULL &&
-	    link_pending(s->link) < LINK_HIGH_WATER) {
-		send_raw(s, data, len);
+	if (squeue_count(&s->queue) == 0 && can_send(s)) {
+		send_stanza(s, data, len, SM_CLIENT);
 		return 0;
 	}
-	if (s->qlen >= s->conf->queue_max)
+	if (squeue_count(&s->queue) >= s->conf->queue_max)
 		return -1;
-	queue_push(s, data, len);
+	squeue_push(&s->queue, data, len, SM_CLIENT);
 	return 0;
 }
 
@@ -539,8 +620,12 @@ sasl_failure(struct session *s, struct xnode *e)
 	char reason[256];
 
 	describe_error(e, NS_SASL, "SASL failure: ", reason, sizeof(reason));
-	fail(s, reason);
+	/* A wrong password stays wrong: do not hammer the server. */
+	fail_after(s, reason, 1);
 }
+
+static void resume(struct session *);
+static void send_bind(struct session *);
 
 static void
 stream_features(struct session *s, struct xnode *f)
@@ -563,10 +648,6 @@ stream_features(struct session *s, struct xnode *f)
 		fail(s, "unexpected stream features");
 		return;
 	}
-	if (xnode_child(f, "bind", NS_BIND) == NULL) {
-		fail(s, "the server offers no resource binding");
-		return;
-	}
 	{
 		const struct xnode *sess = xnode_child(f, "session", NS_SESSION);
 
@@ -574,6 +655,25 @@ stream_features(struct session *s, struct xnode *f)
 		s->session_required = sess != NULL &&
 		    xnode_child(sess, "optional", NS_SESSION) == NULL;
 	}
+	s->can_bind = xnode_child(f, "bind", NS_BIND) != NULL;
+	s->sm_offered = s->conf->stream_management &&
+	    xnode_child(f, "sm", NS_SM) != NULL;
+	if (s->sm_offered && sm_resumable(&s->sm)) {
+		resume(s);
+		return;
+	}
+	send_bind(s);
+}
+
+static void
+send_bind(struct session *s)
+{
+	if (!s->can_bind) {
+		fail(s, "the server offers no resource binding");
+		return;
+	}
+	/* A new session: what the old one did not confirm goes out again. */
+	sm_forget(&s->sm, &s->queue);
 	free(s->bind_id);
 	s->bind_id = new_id(s, "bind");
 	s->scratch.len = 0;
@@ -586,9 +686,92 @@ stream_features(struct session *s, struct xnode *f)
 }
 
 static void
-established(struct session *s)
+resume(struct session *s)
+{
+	s->scratch.len = 0;
+	buf_printf(&s->scratch, "<resume xmlns='" NS_SM "' h='%lu' previd=\"",
+	    (unsigned long)s->sm.h_in);
+	xmlw_attr(&s->scratch, s->sm.id, strlen(s->sm.id));
+	buf_puts(&s->scratch, "\"/>");
+	send_buf(s, &s->scratch);
+	set_state(s, ST_BINDING, "resuming");
+}
+
+static void on_ping_timer(uv_timer_t *);
+
+/* Keepalive: look for silence every ping_interval. */
+static void
+arm_keepalive(struct session *s, uint64_t ms)
+{
+	if (s->conf->ping_interval > 0)
+		uv_timer_start(&s->ping_timer, on_ping_timer, ms, 0);
+}
+
+static void
+send_ping(struct session *s)
+{
+	free(s->ping_id);
+	s->ping_id = new_id(s, "ping");
+	s->scratch.len = 0;
+	buf_printf(&s->scratch, "<iq type='get' id='%s'", s->ping_id);
+	xmlw_attr_pair(&s->scratch, "to", s->conf->domain);
+	buf_puts(&s->scratch, "><ping xmlns='" NS_PING "'/></iq>");
+	send_stanza_buf(s, &s->scratch);
+	s->ping_sent = uv_now(s->loop);
+	log_debug("ping: %u s of silence from the server",
+	    s->conf->ping_interval);
+}
+
+/*
+ * Anything read since the ping proves the server alive; the timer is not
+ * re-armed on every read, it looks at the time of the last one instead.
+ */
+static void
+on_ping_timer(uv_timer_t *t)
+{
+	struct session *s = t->data;
+	uint64_t now = uv_now(s->loop);
+	uint64_t interval = (uint64_t)s->conf->ping_interval * 1000;
+	char reason[64];
+
+	if (s->ping_sent != 0 && s->last_rx < s->ping_sent) {
+		snprintf(reason, sizeof(reason), "ping timeout (%u s)",
+		    s->conf->ping_timeout);
+		fail(s, reason);
+		return;
+	}
+	s->ping_sent = 0;
+	if (now - s->last_rx < interval) {
+		arm_keepalive(s, interval - (now - s->last_rx));
+		return;
+	}
+	send_ping(s);
+	uv_timer_start(&s->ping_timer, on_ping_timer,
+	    (uint64_t)s->conf->ping_timeout * 1000, 0);
+}
+
+static void
+up(struct session *s, int resumed)
 {
 	uv_timer_stop(&s->handshake);
+	s->delay_ms = (uint64_t)s->conf->reconnect_delay * 1000;
+	s->last_rx = uv_now(s->loop);
+	arm_keepalive(s, (uint64_t)s->conf->ping_interval * 1000);
+	set_state(s, ST_BINDED, s->jid);
+	log_info("session %s as %s", resumed ? "resumed" : "established",
+	    s->jid);
+	status_connected(s, resumed);
+	queue_flush(s);
+}
+
+static void
+established(struct session *s)
+{
+	if (s->sm_offered) {
+		send_raw(s, "<enable xmlns='" NS_SM "' resume='true'/>",
+		    sizeof("<enable xmlns='" NS_SM "' resume='true'/>") - 1);
+		sm_start(&s->sm);
+	}
 	if (s->conf->presence) {
 		s->scratch.len = 0;
 		if (s->conf->priority != 0)
@@ -597,12 +780,83 @@ established(struct session *s)
 			    s->conf->priority);
 		else
 			buf_puts(&s->scratch, "<presence/>");
-		send_buf(s, &s->scratch);
+		send_stanza_buf(s, &s->scratch);
 	}
-	set_state(s, ST_BINDED, s->jid);
-	log_info("session established as %s", s->jid);
-	status_connected(s);
-	queue_flush(s);
+	up(s, 0);
+}
+
+/* <resumed/>: the server has h of ours; the rest goes again, in order. */
+static void
+resumed(struct session *s, struct xnode *e)
+{
+	const char *h = xnode_attr(e, "h");
+	const char *p;
+	size_t i, len;
+
+	if (h == NULL || sm_ack(&s->sm, (uint32_t)strtoul(h, NULL, 10)) != 0)
+		log_warn("stream management: the server acknowledged more "
+		    "than was sent");
+	sm_resumed(&s->sm);
+	for (i = 0; (p = squeue_at(&s->sm.unacked, i, &len, NULL)) != NULL;
+	    i++)
+		send_raw(s, p, len);
+	if (i > 0)
+		log_info("stream management: resent %zu unacknowledged "
+		    "stanzas", i);
+	request_ack(s);
+	up(s, 1);
+}
+
+/* <failed/>: to <resume/>, bind a new session; to <enable/>, go without. */
+static void
+sm_failed(struct session *s, struct xnode *e)
+{
+	const char *h = xnode_attr(e, "h");
+
+	if (s->state == ST_BINDING && s->bind_id == NULL &&
+	    s->session_id == NULL) {
+		log_info("stream management: the server cannot resume the "
+		    "session, binding a new one");
+		if (h != NULL)
+			sm_ack(&s->sm, (uint32_t)strtoul(h, NULL, 10));
+		send_bind(s);
+		return;
+	}
+	log_warn("stream management: the server refused to enable it");
+	sm_lost(&s->sm);
+	squeue_drop(&s->sm.unacked, squeue_count(&s->sm.unacked));
+}
+
+/* XEP-0198 elements: <enabled/>, <resumed/>, <failed/>, <r/>, <a/>. */
+static void
+sm_element(struct session *s, struct xnode *e)
+{
+	const char *h;
+
+	if (strcmp(e->name, "r") == 0) {
+		s->scratch.len = 0;
+		buf_printf(&s->scratch, "<a xmlns='" NS_SM "' h='%lu'/>",
+		    (unsigned long)s->sm.h_in);
+		send_buf(s, &s->scratch);
+	} else if (strcmp(e->name, "a") == 0) {
+		h = xnode_attr(e, "h");
+		if (h == NULL || sm_ack(&s->sm, (uint32_t)strtoul(h, NULL, 10))
+		    != 0)
+			log_warn("stream management: bad ack from the server");
+		s->sm.requested = 0;
+		request_ack(s);
+		queue_flush(s);
+	} else if (strcmp(e->name, "enabled") == 0) {
+		h = xnode_attr(e, "resume");
+		sm_enabled(&s->sm, h != NULL && (strcmp(h, "true") == 0 ||
+		    strcmp(h, "1") == 0) ? xnode_attr(e, "id") : NULL);
+		log_info("stream management enabled%s",
+		    sm_resumable(&s->sm) ? " (resumable)" : "");
+	} else if (strcmp(e->name, "resumed") == 0 &&
+	    s->state == ST_BINDING)
+		resumed(s, e);
+	else if (strcmp(e->name, "failed") == 0)
+		sm_failed(s, e);
 }
 
 static void
@@ -711,6 +965,11 @@ iq(struct session *s, const struct stream_elem *e)
 		session_result(s, iq);
 		return;
 	}
+	if (is_id(id, s->ping_id)) {
+		free(s->ping_id);
+		s->ping_id = NULL;
+		return;
+	}
 	if (server_ping(s, iq))
 		return;
 	if (s->state == ST_BINDED)
@@ -722,8 +981,19 @@ stream_error(struct session *s, struct xnode *e)
 {
 	char reason[256];
 
+	const struct xnode *other = xnode_child(e, "see-other-host",
+	    NS_STREAM_ERR);
+
 	describe_error(e, NS_STREAM_ERR, "stream error: ", reason,
 	    sizeof(reason));
+	if (other != NULL && xnode_text((struct xnode *)other)[0] != '\0') {
+		free(s->redirect);
+		s->redirect = xstrdup(xnode_text((struct xnode *)other));
+		log_info("the server redirects to %s", s->redirect);
+	}
+	if (xnode_child(e, "conflict", NS_STREAM_ERR) != NULL)
+		log_warn("another client took over the resource of %s",
+		    s->jid ? s->jid : s->conf->user);
 	fail(s, reason);
 }
 
@@ -773,6 +1043,7 @@ on_stream_element(void *arg, const struct stream_elem *e)
 	struct session *s = arg;
 
 	if (e->stanza) {
+		sm_received(&s->sm);
 		if (strcmp(e->name, "iq") == 0)
 			iq(s, e);
 		else if (s->state == ST_BINDED)
@@ -783,10 +1054,13 @@ on_stream_element(void *arg, const struct stream_elem *e)
 		stream_error(s, e->tree);
 		return;
 	}
+	if (strcmp(e->tree->ns, NS_SM) == 0 &&
+	    (s->state == ST_BINDED || s->state == ST_BINDING)) {
+		sm_element(s, e->tree);
+		return;
+	}
 	if (s->state == ST_BINDED) {
-		/* Stream management arrives with the issue that adds it. */
-		if (strcmp(e->tree->ns, NS_SM) != 0)
-			s->cb->line(s->arg, e->line, e->len);
+		s->cb->line(s->arg, e->line, e->len);
 		return;
 	}
 	negotiation(s, e->tree);
@@ -830,10 +1104,15 @@ session_new(uv_loop_t *loop, const struct session_cb *cb, void *arg)
 		return NULL;
 	}
 	buf_init(&s->scratch);
+	squeue_init(&s->queue);
+	sm_init(&s->sm);
 	uv_timer_init(loop, &s->handshake);
 	uv_timer_init(loop, &s->retry);
 	uv_timer_init(loop, &s->stop_timer);
+	uv_timer_init(loop, &s->ping_timer);
 	s->handshake.data = s->retry.data = s->stop_timer.data = s;
+	s->ping_timer.data = s;
+	s->seed = (unsigned)uv_hrtime() ^ (unsigned)getpid();
 	s->state = ST_DISCONNECTED;
 	return s;
 }
@@ -847,6 +1126,7 @@ session_configure(struct session *s, const struct conf *conf)
 	};
 
 	s->conf = conf;
+	s->delay_ms = (uint64_t)conf->reconnect_delay * 1000;
 	stream_set_max(s->stream, conf->max_stanza_size);
 	return link_configure(s->link, &tls);
 }
@@ -861,6 +1141,8 @@ session_start(struct session *s)
 void
 session_restart(struct session *s)
 {
+	/* Another account or resource: the old session is not ours to resume. */
+	sm_forget(&s->sm, &s->queue);
 	if (s->state == ST_BINDED)
 		fail(s, "configuration changed");
 	else {
@@ -885,9 +1167,9 @@ session_stop(struct session *s)
 	s->stopping = 1;
 	uv_timer_stop(&s->retry);
 	if (s->state != ST_BINDED) {
-		if (s->qlen > 0)
+		if (squeue_count(&s->queue) > 0)
 			log_warn("shutdown: %zu queued stanzas not sent: the "
-			    "session is down", s->qlen);
+			    "session is down", squeue_count(&s->queue));
 		finish_stop(s);
 		return;
 	}
@@ -908,8 +1190,9 @@ session_free(struct session *s)
 	if (s == NULL)
 		return;
 	clear_connection(s);
-	while (s->qhead != NULL)
-		queue_pop(s);
+	squeue_free(&s->queue);
+	sm_free(&s->sm);
+	free(s->redirect);
 	link_free(s->link);
 	stream_free(s->stream);
 	sasl_clear(&s->sasl);
@@ -917,5 +1200,6 @@ session_free(struct session *s)
 	buf_free(&s->scratch);
 	uv_close((uv_handle_t *)&s->handshake, NULL);
 	uv_close((uv_handle_t *)&s->retry, NULL);
+	uv_close((uv_handle_t *)&s->ping_timer, NULL);
 	uv_close((uv_handle_t *)&s->stop_timer, on_session_closed);
 }
