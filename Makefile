@@ -11,6 +11,11 @@ CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wno-unused-parameter
 CPPFLAGS += -Icommon -Idaemon -DCLAWSD_VERSION=\"$(VERSION)\" \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# Expat 2.6 (and Debian's 2.5 with the CVE-2023-52425 fix) may hold back
+# the end of an element until more input comes: the daemon turns that off.
+ifneq ($(shell grep -s XML_SetReparseDeferralEnabled /usr/include/expat.h),)
+CPPFLAGS += -DHAVE_XML_REPARSE_DEFERRAL
+endif
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null) \
 	   -lmbedtls -lmbedx509 -lmbedcrypto
 

@@ -196,6 +196,10 @@ frame_new(size_t max_size, const struct frame_cb *cb, void *arg)
 	XML_SetStartDoctypeDeclHandler(p, on_doctype);
 	XML_SetEntityDeclHandler(p, on_entity);
 	XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
+#ifdef HAVE_XML_REPARSE_DEFERRAL
+	/* A stanza goes out as soon as its last byte is here. */
+	XML_SetReparseDeferralEnabled(p, XML_FALSE);
+#endif
 	return f;
 }
 
@@ -211,6 +215,25 @@ frame_free(struct frame *f)
 	free(f);
 }
 
+/*
+ * Inside our wrapper a DOCTYPE is a syntax error to expat; it is still a
+ * DTD to the client, who is told so: "<!" and a letter open a declaration.
+ */
+static int
+markup_declaration(struct frame *f)
+{
+	const char *ctx;
+	int off, size;
+
+	if (XML_GetErrorCode(f->parser) != XML_ERROR_INVALID_TOKEN &&
+	    XML_GetErrorCode(f->parser) != XML_ERROR_SYNTAX)
+		return 0;
+	/* Expat points at the letter after "<!". */
+	ctx = XML_GetInputContext(f->parser, &off, &size);
+	return ctx != NULL && off >= 2 && off < size && ctx[off - 2] == '<' &&
+	    ctx[off - 1] == '!' && ctx[off] >= 'A' && ctx[off] <= 'Z';
+}
+
 static int
 parse(struct frame *f, const char *data, size_t len)
 {
@@ -218,9 +241,13 @@ parse(struct frame *f, const char *data, size_t len)
 
 	f->fed += len;
 	st = XML_Parse(f->parser, data, (int)len, XML_FALSE);
-	if (f->condition == NULL && st != XML_STATUS_OK)
-		fail(f, FRAME_NOT_WELL_FORMED,
-		    XML_ErrorString(XML_GetErrorCode(f->parser)));
+	if (f->condition == NULL && st != XML_STATUS_OK) {
+		if (markup_declaration(f))
+			fail(f, FRAME_RESTRICTED_XML, "a DTD is not allowed");
+		else
+			fail(f, FRAME_NOT_WELL_FORMED,
+			    XML_ErrorString(XML_GetErrorCode(f->parser)));
+	}
 	/* Expat holds an unfinished token in memory: bound it here. */
 	if (f->condition == NULL && f->fed - f->mark > f->max_size)
 		fail(f, FRAME_TOO_LARGE, "element larger than max_stanza_size");

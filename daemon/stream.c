@@ -205,6 +205,10 @@ setup(struct stream *s)
 	XML_SetStartDoctypeDeclHandler(p, on_doctype);
 	XML_SetEntityDeclHandler(p, on_entity);
 	XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
+#ifdef HAVE_XML_REPARSE_DEFERRAL
+	/* A stanza is handed on as soon as its last byte is here. */
+	XML_SetReparseDeferralEnabled(p, XML_FALSE);
+#endif
 }
 
 struct stream *
