@@ -89,15 +89,20 @@ session_state(const struct session *s)
 	return state_names[s->state];
 }
 
-/* Every change of state happens here, and is logged with its reason. */
+/*
+ * Every change of state happens here, and is logged with its detail
+ * ("as JID", "in 6 s: reason"), which also goes to the state callback.
+ */
 static void
-set_state(struct session *s, enum state next, const char *reason)
+set_state(struct session *s, enum state next, const char *detail)
 {
 	if (s->state == next)
 		return;
 	log_debug("state: %s -> %s%s%s", state_names[s->state],
-	    state_names[next], reason ? ": " : "", reason ? reason : "");
+	    state_names[next], detail ? ": " : "", detail ? detail : "");
 	s->state = next;
+	if (s->cb->state != NULL)
+		s->cb->state(s->arg, state_names[next], detail);
 }
 
 static void
@@ -239,6 +244,7 @@ fail_after(struct session *s, const char *reason, int wait_max)
 {
 	int was_up = s->state == ST_BINDED;
 	uint64_t wait;
+	char detail[600];
 
 	log_warn("connection %s in %s: %s", was_up ? "lost" : "failed",
 	    state_names[s->state], reason);
@@ -248,8 +254,10 @@ fail_after(struct session *s, const char *reason, int wait_max)
 		return;
 	}
 	status_disconnected(s, reason, was_up);
-	set_state(s, ST_RETRYING, reason);
 	wait = s->redirect != NULL ? 0 : next_delay(s, wait_max);
+	snprintf(detail, sizeof(detail), "in %.1f s: %s", (double)wait / 1000,
+	    reason);
+	set_state(s, ST_RETRYING, detail);
 	log_info("retrying in %.1f s", (double)wait / 1000);
 	uv_timer_start(&s->retry, on_retry, wait, 0);
 }
@@ -753,11 +761,14 @@ on_ping_timer(uv_timer_t *t)
 static void
 up(struct session *s, int resumed)
 {
+	char detail[300];
+
 	uv_timer_stop(&s->handshake);
 	s->delay_ms = (uint64_t)s->conf->reconnect_delay * 1000;
 	s->last_rx = uv_now(s->loop);
 	arm_keepalive(s, (uint64_t)s->conf->ping_interval * 1000);
-	set_state(s, ST_BINDED, s->jid);
+	snprintf(detail, sizeof(detail), "as %s", s->jid);
+	set_state(s, ST_BINDED, detail);
 	log_info("session %s as %s", resumed ? "resumed" : "established",
 	    s->jid);
 	status_connected(s, resumed);

@@ -23,6 +23,12 @@ struct session_cb {
 	 */
 	void	(*status)(void *arg, const char *line, size_t len,
 		    int announce);
+	/*
+	 * The state changed (optional): its name, as in the seed, and a
+	 * detail or NULL, e.g. "Binded", "as bot@example.com/clawsd" or
+	 * "Retrying", "in 6.0 s: TLS: certificate: expired".
+	 */
+	void	(*state)(void *arg, const char *name, const char *detail);
 	/* session_stop has finished. */
 	void	(*stopped)(void *arg);
 };
