@@ -288,7 +288,12 @@ prolog(struct frame *f, const char *data, size_t len)
 	const char *end;
 
 	buf_append(&f->prolog, data, len);
+	/* A byte order mark is no part of the document's text. */
+	if (f->prolog.len >= 3 && memcmp(f->prolog.data, "\xef\xbb\xbf", 3) == 0)
+		buf_consume(&f->prolog, 3);
 	n = f->prolog.len;
+	if (n == 0)
+		return 0;
 	cmp = n < 5 ? n : 5;
 	if (memcmp(f->prolog.data, decl, cmp) != 0)
 		return start_body(f, 0);
@@ -298,9 +303,9 @@ prolog(struct frame *f, const char *data, size_t len)
 	    f->prolog.data[5] == '\0')
 		return start_body(f, 0);
 	end = memmem(f->prolog.data, n, "?>", 2);
-	if (end != NULL)
+	if (end != NULL && (size_t)(end + 2 - f->prolog.data) <= DECL_MAX)
 		return start_body(f, (size_t)(end + 2 - f->prolog.data));
-	if (n > DECL_MAX) {
+	if (end != NULL || n > DECL_MAX) {
 		f->phase = PHASE_FAILED;
 		f->condition = FRAME_NOT_WELL_FORMED;
 		snprintf(f->text, sizeof(f->text), "XML declaration too long");

@@ -23,6 +23,7 @@ struct stream {
 	struct buf		 line;
 	unsigned long long	 fed;		/* bytes given to expat */
 	unsigned long long	 mark;		/* start of the pending element */
+	int			 feeding;	/* inside XML_Parse */
 	int			 reset;		/* reset asked from a callback */
 	const char		*fault;
 	char			 errbuf[160];
@@ -137,6 +138,9 @@ on_end(void *arg, const char *name)
 {
 	struct stream *s = arg;
 
+	/* Expat still ends an empty element whose start was refused. */
+	if (s->fault != NULL)
+		return;
 	s->depth--;
 	if (s->depth == 0) {
 		s->cb->close(s->arg);
@@ -156,9 +160,13 @@ on_chars(void *arg, const char *text, int len)
 {
 	struct stream *s = arg;
 
-	/* Whitespace between stanzas is the server's keepalive. */
-	if (s->depth < 2)
+	/* Whitespace between stanzas is the server's keepalive: it is no
+	 * part of the next element's size. */
+	if (s->depth < 2) {
+		s->mark = (unsigned long long)XML_GetCurrentByteIndex(s->parser) +
+		    (unsigned long long)XML_GetCurrentByteCount(s->parser);
 		return;
+	}
 	xmlw_chars(&s->w, text, (size_t)len);
 	if (s->cur)
 		buf_append(&s->cur->text, text, (size_t)len);
@@ -265,10 +273,8 @@ do_reset(struct stream *s)
 void
 stream_reset(struct stream *s)
 {
-	XML_ParsingStatus st;
-
-	XML_GetParsingStatus(s->parser, &st);
-	if (st.parsing == XML_PARSING) {
+	/* Expat says XML_PARSING between two XML_Parse calls as well. */
+	if (s->feeding) {
 		s->reset = 1;
 		XML_StopParser(s->parser, XML_FALSE);
 		return;
@@ -286,7 +292,9 @@ stream_feed(struct stream *s, const char *data, size_t len, const char **err)
 		return -1;
 	}
 	s->fed += len;
+	s->feeding = 1;
 	st = XML_Parse(s->parser, data, (int)len, XML_FALSE);
+	s->feeding = 0;
 	if (s->reset) {
 		do_reset(s);
 		return 0;

@@ -1,0 +1,749 @@
+/*
+ * The framer of a socket client's input (SPEC section 4, client to daemon):
+ * elements in any chunking become stanzas for the server's stream, other
+ * elements are rejected one by one, and bad XML ends the input.
+ *
+ * Every case runs whole and in several chunkings, byte by byte included,
+ * and must give the same transcript: one line per stanza as serialized, one
+ * "!condition" line per rejected element, then "#condition" for a fault.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <expat.h>
+
+#include "buf.h"
+#include "frame.h"
+
+#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
+#define KiB		1024
+#define MAX		(64 * KiB)
+#define S(x)		x, sizeof(x) - 1
+
+#define NWF		FRAME_NOT_WELL_FORMED
+#define RESTRICTED	FRAME_RESTRICTED_XML
+#define TOO_LARGE	FRAME_TOO_LARGE
+
+static const size_t chunkings[] = { 0, 1, 2, 3, 5, 13, 64 };
+
+struct rec {
+	struct frame	*f;
+	struct buf	 log;
+	size_t		 stanzas;
+	size_t		 rejects;
+};
+
+static void
+on_stanza(void *arg, const char *data, size_t len)
+{
+	struct rec *r = arg;
+
+	assert_non_null(data);
+	assert_true(len > 0);
+	/* Ready for the server's stream: no line break, no NUL. */
+	assert_null(memchr(data, '\n', len));
+	assert_null(memchr(data, '\r', len));
+	assert_null(memchr(data, '\0', len));
+	buf_append(&r->log, data, len);
+	buf_putc(&r->log, '\n');
+	r->stanzas++;
+}
+
+static void
+on_reject(void *arg, const char *condition, const char *text)
+{
+	struct rec *r = arg;
+
+	assert_non_null(text);
+	assert_true(text[0] != '\0');
+	buf_printf(&r->log, "!%s\n", condition);
+	r->rejects++;
+}
+
+static const struct frame_cb cbs = { on_stanza, on_reject };
+
+static void
+rec_init(struct rec *r, size_t max)
+{
+	memset(r, 0, sizeof(*r));
+	buf_init(&r->log);
+	r->f = frame_new(max, &cbs, r);
+	assert_non_null(r->f);
+}
+
+static void
+rec_free(struct rec *r)
+{
+	frame_free(r->f);
+	buf_free(&r->log);
+}
+
+/*
+ * Feed in pieces of `chunk' bytes (0: all at once), stopping at a fault,
+ * which goes to the log.  A fault is final: more input gets -1 again, with
+ * the same condition, and no callback.  Returns the bytes fed.
+ */
+static size_t
+feed(struct rec *r, const char *data, size_t len, size_t chunk)
+{
+	const char *cond, *text, *cond2, *text2;
+	size_t off, n, before;
+
+	if (chunk == 0)
+		chunk = len;
+	for (off = 0; off < len; off += n) {
+		n = len - off < chunk ? len - off : chunk;
+		if (frame_feed(r->f, data + off, n) == 0)
+			continue;
+		frame_error(r->f, &cond, &text);
+		assert_non_null(cond);
+		assert_non_null(text);
+		assert_true(text[0] != '\0');
+		buf_printf(&r->log, "#%s\n", cond);
+		before = r->log.len;
+		assert_int_equal(frame_feed(r->f, "<presence/>", 11), -1);
+		assert_int_equal(frame_feed(r->f, "", 0), -1);
+		assert_int_equal(r->log.len, before);
+		frame_error(r->f, &cond2, &text2);
+		assert_string_equal(cond, cond2);
+		return off + n;
+	}
+	return len;
+}
+
+struct fcase {
+	const char	*in;
+	size_t		 len;
+	const char	*want;		/* transcript */
+};
+
+static void
+run_cases(const struct fcase *c, size_t n, size_t max)
+{
+	struct rec r;
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < NELEM(chunkings); j++) {
+			rec_init(&r, max);
+			feed(&r, c[i].in, c[i].len, chunkings[j]);
+			if (strcmp(buf_cstr(&r.log), c[i].want) != 0)
+				fail_msg("case %zu, chunk %zu: %.*s\n"
+				    "got:\n%s\nwant:\n%s", i, chunkings[j],
+				    (int)c[i].len, c[i].in, buf_cstr(&r.log),
+				    c[i].want);
+			rec_free(&r);
+		}
+	}
+}
+
+/* Stanzas, exactly as they go to the server. */
+static void
+test_stanzas(void **state)
+{
+	static const struct fcase cases[] = {
+		{ S("<message to=\"a@b\"><body>hi</body></message>"),
+		  "<message to=\"a@b\"><body>hi</body></message>\n" },
+		{ S("<message to='a@b' type='chat'><body>hi</body></message>"),
+		  "<message to=\"a@b\" type=\"chat\"><body>hi</body></message>\n" },
+		{ S("<presence/>"), "<presence/>\n" },
+		{ S("<presence></presence>"), "<presence/>\n" },
+		{ S("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>"),
+		  "<iq type=\"get\" id=\"r1\"><query xmlns=\"jabber:iq:roster\"/>"
+		  "</iq>\n" },
+		/* jabber:client is the stream's default: not repeated. */
+		{ S("<message xmlns='jabber:client' to='a@b'><body xmlns="
+		  "'jabber:client'>x</body></message>"),
+		  "<message to=\"a@b\"><body>x</body></message>\n" },
+		/* Namespaced children get their declarations. */
+		{ S("<message><x xmlns='urn:x'><y/></x><z/></message>"),
+		  "<message><x xmlns=\"urn:x\"><y/></x><z/></message>\n" },
+		{ S("<message xmlns:p='urn:p'><p:x p:a='1'/><p:y/></message>"),
+		  "<message><p:x xmlns:p=\"urn:p\" p:a=\"1\"/>"
+		  "<p:y xmlns:p=\"urn:p\"/></message>\n" },
+		{ S("<message><x xmlns='urn:x'><y xmlns='jabber:client'/></x>"
+		  "</message>"),
+		  "<message><x xmlns=\"urn:x\"><y xmlns=\"jabber:client\"/></x>"
+		  "</message>\n" },
+		{ S("<message><x xmlns=''/></message>"),
+		  "<message><x xmlns=\"\"/></message>\n" },
+		{ S("<message xml:lang='en'><body xml:lang='fr'>x</body></message>"),
+		  "<message xml:lang=\"en\"><body xml:lang=\"fr\">x</body>"
+		  "</message>\n" },
+		{ S("<c:message xmlns:c='jabber:client' to='a'/>"),
+		  "<c:message xmlns:c=\"jabber:client\" to=\"a\"/>\n" },
+		/* Escaping, line breaks in text and attributes. */
+		{ S("<message><body>a&amp;b&lt;c&gt;d&#10;e&#13;f\"g'h</body>"
+		  "</message>"),
+		  "<message><body>a&amp;b&lt;c&gt;d&#10;e&#13;f\"g'h</body>"
+		  "</message>\n" },
+		{ S("<message><body>l1\nl2\r\nl3\tx</body></message>"),
+		  "<message><body>l1&#10;l2&#10;l3&#9;x</body></message>\n" },
+		{ S("<message to='a\"b' id=\"it's\" x='&#9;&#10;&#13;&lt;>'/>"),
+		  "<message to=\"a&quot;b\" id=\"it's\" x=\"&#9;&#10;&#13;&lt;>\"/>"
+		  "\n" },
+		{ S("<message><body><![CDATA[<x>&]]]]><![CDATA[>]]></body>"
+		  "</message>"),
+		  "<message><body>&lt;x&gt;&amp;]]&gt;</body></message>\n" },
+		{ S("<message><body>caf\xc3\xa9 \xf0\x9f\x98\x80 &#x1F600;</body>"
+		  "</message>"),
+		  "<message><body>caf\xc3\xa9 \xf0\x9f\x98\x80 \xf0\x9f\x98\x80"
+		  "</body></message>\n" },
+		/* Whitespace inside is content and is kept. */
+		{ S("<message>\n  <body>x</body>\n</message>"),
+		  "<message>&#10;  <body>x</body>&#10;</message>\n" },
+	};
+
+	run_cases(cases, NELEM(cases), MAX);
+}
+
+/* Several elements, in order; whitespace and line breaks between. */
+static void
+test_sequence(void **state)
+{
+	static const struct fcase cases[] = {
+		{ S("<message id='1'/><presence/><iq id='2' type='get'/>"),
+		  "<message id=\"1\"/>\n<presence/>\n<iq id=\"2\" type=\"get\"/>\n" },
+		{ S("\n  <message id='1'/>\r\n\t<presence/>\n\n <iq id='2'/> \n"),
+		  "<message id=\"1\"/>\n<presence/>\n<iq id=\"2\"/>\n" },
+		{ S("<message id='1'/>\n<message id='2'/>\n<message id='3'/>\n"),
+		  "<message id=\"1\"/>\n<message id=\"2\"/>\n<message id=\"3\"/>\n" },
+		{ S("<?xml version=\"1.0\"?><message/>"), "<message/>\n" },
+		{ S("<?xml version='1.0' encoding='UTF-8'?>\n<presence/>\n"),
+		  "<presence/>\n" },
+		{ S("<?xml version='1.0'?><?xml-stylesheet href='x'?>"),
+		  "#" RESTRICTED "\n" },
+		{ S("<?xml\tversion='1.0'\nstandalone='yes' ?>\r\n<presence/>"),
+		  "<presence/>\n" },
+		{ S("<?xml version=\"1.0\"?>"), "" },
+		{ S(""), "" },
+		{ S("   \n\n\t  "), "" },
+	};
+
+	run_cases(cases, NELEM(cases), MAX);
+}
+
+/* Well-formed elements that are not stanzas: rejected, input goes on. */
+static void
+test_not_a_stanza(void **state)
+{
+#define NAS	"!" FRAME_NOT_A_STANZA "\n"
+	static const struct fcase cases[] = {
+		{ S("<foo/>"), NAS },
+		{ S("<foo><message/></foo><message/>"), NAS "<message/>\n" },
+		{ S("<message/><foo>x<bar/></foo>\n<presence/>"),
+		  "<message/>\n" NAS "<presence/>\n" },
+		{ S("<message xmlns='jabber:server'/>"), NAS },
+		{ S("<message xmlns='jabber:server'><body>x</body></message>"
+		  "<message xmlns='jabber:client'/>"), NAS "<message/>\n" },
+		{ S("<presence xmlns='urn:other'/>"), NAS },
+		{ S("<p:iq xmlns:p='urn:other'/>"), NAS },
+		{ S("<Message/><messages/><IQ/>"), NAS NAS NAS },
+		{ S("<body>hi</body>"), NAS },
+		/* Stream level and stream management. */
+		{ S("<stream:features/>"), NAS },
+		{ S("<stream:features><starttls xmlns='urn:ietf:params:xml:ns:"
+		  "xmpp-tls'/></stream:features>"), NAS },
+		{ S("<stream:error><conflict xmlns='urn:ietf:params:xml:ns:"
+		  "xmpp-streams'/></stream:error>"), NAS },
+		{ S("<stream:stream xmlns='jabber:client' to='x'></stream:stream>"),
+		  NAS },
+		{ S("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"), NAS },
+		{ S("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+		  "mechanism='PLAIN'>AGEAYg==</auth>"), NAS },
+		{ S("<enable xmlns='urn:xmpp:sm:3'/><r xmlns='urn:xmpp:sm:3'/>"
+		  "<a xmlns='urn:xmpp:sm:3' h='1'/>"), NAS NAS NAS },
+		{ S("<x xmlns='urn:x'><message xmlns='jabber:client'/></x>"), NAS },
+	};
+
+	run_cases(cases, NELEM(cases), MAX);
+#undef NAS
+}
+
+/* Not well-formed: fatal; stanzas before the fault were delivered. */
+static void
+test_not_well_formed(void **state)
+{
+	static const struct fcase cases[] = {
+		{ S("<message></presence>"), "#" NWF "\n" },
+		{ S("<message id='1'/><presence/><foo></bar>"),
+		  "<message id=\"1\"/>\n<presence/>\n#" NWF "\n" },
+		{ S("<message><body></message>"), "#" NWF "\n" },
+		{ S("</stream:stream>"), "#" NWF "\n" },
+		{ S("<presence/></stream:stream>"), "<presence/>\n#" NWF "\n" },
+		{ S("</clawsd-input>"), "#" NWF "\n" },
+		{ S("</message>"), "#" NWF "\n" },
+		/* Text outside an element. */
+		{ S("hello"), "#" NWF "\n" },
+		{ S("<message/>x<presence/>"), "<message/>\n#" NWF "\n" },
+		{ S("<message/>&amp;"), "<message/>\n#" NWF "\n" },
+		{ S("<message/><![CDATA[x]]>"), "<message/>\n#" NWF "\n" },
+		/* NUL bytes. */
+		{ S("\0"), "#" NWF "\n" },
+		{ S("<message/>\0<presence/>"), "<message/>\n#" NWF "\n" },
+		{ S("<message><body>a\0b</body></message>"), "#" NWF "\n" },
+		{ S("<message to='\0'/>"), "#" NWF "\n" },
+		/* Invalid UTF-8. */
+		{ S("<message><body>\xff</body></message>"), "#" NWF "\n" },
+		{ S("<message><body>\xc0\xaf</body></message>"), "#" NWF "\n" },
+		{ S("<message><body>\xed\xa0\x80</body></message>"), "#" NWF "\n" },
+		{ S("<message><body>\xf4\x90\x80\x80</body></message>"),
+		  "#" NWF "\n" },
+		{ S("<message to='\xe9'/>"), "#" NWF "\n" },
+		{ S("<m\xe9ssage/>"), "#" NWF "\n" },
+		{ S("<presence/>\x80"), "<presence/>\n#" NWF "\n" },
+		/* The input is UTF-8 whatever the declaration says. */
+		{ S("<?xml version='1.0' encoding='ISO-8859-1'?><message><body>"
+		  "\xe9</body></message>"), "#" NWF "\n" },
+		/* Other syntax errors. */
+		{ S("<message a='1' a='2'/>"), "#" NWF "\n" },
+		{ S("<message a=1/>"), "#" NWF "\n" },
+		{ S("<message a='<'/>"), "#" NWF "\n" },
+		{ S("<message>&foo;</message>"), "#" NWF "\n" },
+		{ S("<message>&#0;</message>"), "#" NWF "\n" },
+		{ S("<message><body>]]></body></message>"), "#" NWF "\n" },
+		{ S("<p:message/>"), "#" NWF "\n" },
+		{ S("<message xmlns:xml='urn:bad'/>"), "#" NWF "\n" },
+		/* A declaration anywhere but at the very start. */
+		{ S(" <?xml version='1.0'?><message/>"), "#" NWF "\n" },
+		{ S("<message/><?xml version='1.0'?>"), "<message/>\n#" NWF "\n" },
+		{ S("<?xml version='1.0'?><?xml version='1.0'?>"), "#" NWF "\n" },
+		{ S("<?xml version='1.0'?><message/>"
+		  "<?xml version='1.0'?><message/>"), "<message/>\n#" NWF "\n" },
+		{ S("<?xml encoding='UTF-8'?><message/>"), "#" NWF "\n" },
+	};
+
+	run_cases(cases, NELEM(cases), MAX);
+}
+
+/* RFC 6120 section 11.1: comments, PIs, DTDs, entity declarations. */
+static void
+test_restricted(void **state)
+{
+	static const struct fcase cases[] = {
+		{ S("<!-- hi -->"), "#" RESTRICTED "\n" },
+		{ S("<message/><!-- hi --><presence/>"),
+		  "<message/>\n#" RESTRICTED "\n" },
+		{ S("<message><!-- hi --></message>"), "#" RESTRICTED "\n" },
+		{ S("<?foo bar?>"), "#" RESTRICTED "\n" },
+		{ S("<message><?foo?></message>"), "#" RESTRICTED "\n" },
+		{ S("<?xml version='1.0'?><!-- x --><message/>"),
+		  "#" RESTRICTED "\n" },
+		{ S("<!DOCTYPE message>"), "#" RESTRICTED "\n" },
+		{ S("<!DOCTYPE message [<!ENTITY x 'y'>]><message>&x;</message>"),
+		  "#" RESTRICTED "\n" },
+		{ S("<?xml version='1.0'?><!DOCTYPE message SYSTEM 'x.dtd'>"
+		  "<message/>"), "#" RESTRICTED "\n" },
+		{ S("<presence/><!DOCTYPE x>"), "<presence/>\n#" RESTRICTED "\n" },
+		{ S("<!ENTITY x 'y'>"), "#" RESTRICTED "\n" },
+	};
+
+	run_cases(cases, NELEM(cases), MAX);
+}
+
+/* A message of exactly `size' bytes as the client writes it. */
+static void
+message_of(struct buf *b, size_t size)
+{
+	static const char head[] = "<message><body>";
+	static const char tail[] = "</body></message>";
+	size_t pad = size - (sizeof(head) - 1) - (sizeof(tail) - 1);
+
+	buf_puts(b, head);
+	while (pad-- > 0)
+		buf_putc(b, 'x');
+	buf_puts(b, tail);
+}
+
+static void
+test_size_boundary(void **state)
+{
+	static const size_t chunks[] = { 0, 1, 7, 100 };
+	struct rec r;
+	struct buf in;
+	size_t i;
+
+	buf_init(&in);
+	for (i = 0; i < NELEM(chunks); i++) {
+		in.len = 0;
+		buf_puts(&in, "  \n");
+		message_of(&in, 256);
+		buf_puts(&in, "\n");
+		message_of(&in, 256);
+		rec_init(&r, 256);
+		feed(&r, in.data, in.len, chunks[i]);
+		assert_int_equal(r.stanzas, 2);
+		assert_null(strchr(buf_cstr(&r.log), '#'));
+		rec_free(&r);
+
+		in.len = 0;
+		message_of(&in, 256);
+		message_of(&in, 257);
+		rec_init(&r, 256);
+		feed(&r, in.data, in.len, chunks[i]);
+		assert_int_equal(r.stanzas, 1);
+		assert_non_null(strstr(buf_cstr(&r.log), "#" TOO_LARGE "\n"));
+		rec_free(&r);
+
+		/* Elements that are not stanzas are limited too. */
+		in.len = 0;
+		buf_puts(&in, "<foo>");
+		while (in.len < 300)
+			buf_putc(&in, 'x');
+		buf_puts(&in, "</foo>");
+		rec_init(&r, 256);
+		feed(&r, in.data, in.len, chunks[i]);
+		assert_string_equal(buf_cstr(&r.log), "#" TOO_LARGE "\n");
+		rec_free(&r);
+	}
+	buf_free(&in);
+}
+
+/* The limit is per element, not per write; whitespace does not count. */
+static void
+test_size_per_element(void **state)
+{
+	struct rec r;
+	struct buf in;
+	int i;
+
+	buf_init(&in);
+	for (i = 0; i < 100; i++) {
+		message_of(&in, 200);
+		buf_puts(&in, "\n");
+	}
+	rec_init(&r, 256);
+	feed(&r, in.data, in.len, 0);
+	assert_int_equal(r.stanzas, 100);
+	rec_free(&r);
+
+	rec_init(&r, 1 * KiB);
+	assert_int_equal(frame_feed(r.f, S("<presence/>")), 0);
+	for (i = 0; i < 100 * KiB; i += 4 * KiB) {
+		char sp[4 * KiB];
+
+		memset(sp, i % 8 ? ' ' : '\n', sizeof(sp));
+		assert_int_equal(frame_feed(r.f, sp, sizeof(sp)), 0);
+	}
+	assert_int_equal(frame_feed(r.f, S("<presence/>")), 0);
+	assert_int_equal(r.stanzas, 2);
+	rec_free(&r);
+	buf_free(&in);
+}
+
+/*
+ * An element over the limit fed slowly: 10 MB in 4 KiB pieces, 64 KiB
+ * allowed.  The framer fails as soon as the element is over the limit, so
+ * expat never holds much more than that.
+ */
+static void
+slow_feed(const char *head, char fill, size_t before)
+{
+	enum { TOTAL = 10 * KiB * KiB, PIECE = 4 * KiB };
+	static char piece[PIECE];
+	const char *cond, *text;
+	struct rec r;
+	size_t fed;
+	int rc = 0;
+
+	memset(piece, fill, sizeof(piece));
+	rec_init(&r, MAX);
+	assert_int_equal(frame_feed(r.f, head, strlen(head)), 0);
+	for (fed = 0; fed < TOTAL; fed += PIECE)
+		if ((rc = frame_feed(r.f, piece, PIECE)) == -1)
+			break;
+	assert_int_equal(rc, -1);
+	frame_error(r.f, &cond, &text);
+	assert_string_equal(cond, TOO_LARGE);
+	if (fed > MAX + PIECE)
+		fail_msg("%s: failed only after %zu bytes", head, fed);
+	assert_int_equal(r.stanzas, before);
+	assert_int_equal(r.rejects, 0);
+	rec_free(&r);
+}
+
+static void
+test_too_large_slow(void **state)
+{
+	slow_feed("<message to='", 'a', 0);
+	slow_feed("<message><body>", 'a', 0);
+	slow_feed("<message><body", ' ', 0);
+	slow_feed("<foo>", 'a', 0);
+	slow_feed("<message><body><![CDATA[", 'a', 0);
+	slow_feed("<message/>\n<presence xmlns:a='", 'a', 1);
+	slow_feed("<?xml version='1.0'?><message><x xmlns='urn:", 'a', 0);
+}
+
+/* Many small children: the serialized output stays bounded too. */
+static void
+test_too_large_children(void **state)
+{
+	static const char item[] = "<item jid='a@b' name='x'/>";
+	const char *cond, *text;
+	struct rec r;
+	size_t fed = 0;
+	int rc = 0;
+
+	rec_init(&r, 16 * KiB);
+	assert_int_equal(frame_feed(r.f, S("<iq type='set'><query xmlns="
+	    "'jabber:iq:roster'>")), 0);
+	while (fed < 10 * KiB * KiB) {
+		if ((rc = frame_feed(r.f, item, sizeof(item) - 1)) == -1)
+			break;
+		fed += sizeof(item) - 1;
+	}
+	assert_int_equal(rc, -1);
+	frame_error(r.f, &cond, &text);
+	assert_string_equal(cond, TOO_LARGE);
+	assert_true(fed < 16 * KiB);
+	rec_free(&r);
+}
+
+/*
+ * A stanza goes out as soon as its last byte is in, however it was cut:
+ * a client that writes the end of a long start tag on its own.
+ */
+static void
+test_split_tail(void **state)
+{
+	static const char head[] = "<message from='juliet@example.com/balcony' "
+	    "to='romeo@example.net' type='chat' id='ktx72v49'";
+	struct rec r;
+
+	rec_init(&r, MAX);
+	assert_int_equal(frame_feed(r.f, S(head)), 0);
+	assert_int_equal(frame_feed(r.f, S("><body>hi</body></message>")), 0);
+	if (r.stanzas != 1)
+		fail_msg("the stanza is held back");
+	assert_int_equal(frame_feed(r.f, S("<presence xml:lang='en'")), 0);
+	assert_int_equal(frame_feed(r.f, S("/>")), 0);
+	if (r.stanzas != 2)
+		fail_msg("the presence is held back");
+	rec_free(&r);
+}
+
+/*
+ * Each line parses, in the server's stream, to the same tree as the client
+ * wrote: compared in a canonical form built with expat.
+ */
+struct canon {
+	int		 depth;
+	struct buf	 cur;
+	struct buf	 text;
+	char		*out[16];
+	size_t		 n;
+};
+
+static int
+strcmp_p(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+canon_name(struct buf *b, const char *name)
+{
+	const char *sep = strchr(name, '\x01');
+
+	if (sep == NULL)
+		buf_printf(b, "{}%zu:%s", strlen(name), name);
+	else
+		buf_printf(b, "{%.*s}%zu:%s", (int)(sep - name), name,
+		    strlen(sep + 1), sep + 1);
+}
+
+static void
+canon_flush(struct canon *c)
+{
+	if (c->text.len == 0)
+		return;
+	buf_printf(&c->cur, "T%zu:", c->text.len);
+	buf_append(&c->cur, c->text.data, c->text.len);
+	c->text.len = 0;
+}
+
+static void XMLCALL
+canon_start(void *arg, const char *name, const char **attrs)
+{
+	struct canon *c = arg;
+	char *sorted[64];
+	struct buf a;
+	size_t i, n;
+
+	if (++c->depth < 2)
+		return;
+	if (c->depth == 2)
+		c->cur.len = 0;
+	canon_flush(c);
+	buf_putc(&c->cur, '(');
+	canon_name(&c->cur, name);
+	for (n = 0; attrs[2 * n] != NULL; n++) {
+		assert_true(n < NELEM(sorted));
+		buf_init(&a);
+		canon_name(&a, attrs[2 * n]);
+		buf_printf(&a, "=%zu:%s", strlen(attrs[2 * n + 1]),
+		    attrs[2 * n + 1]);
+		sorted[n] = xstrdup(buf_cstr(&a));
+		buf_free(&a);
+	}
+	qsort(sorted, n, sizeof(sorted[0]), strcmp_p);
+	for (i = 0; i < n; i++) {
+		buf_printf(&c->cur, " A%s", sorted[i]);
+		free(sorted[i]);
+	}
+	buf_putc(&c->cur, ';');
+}
+
+static void XMLCALL
+canon_end(void *arg, const char *name)
+{
+	struct canon *c = arg;
+
+	if (c->depth-- < 2)
+		return;
+	canon_flush(c);
+	buf_putc(&c->cur, ')');
+	if (c->depth == 1) {
+		assert_true(c->n < NELEM(c->out));
+		c->out[c->n++] = xstrdup(buf_cstr(&c->cur));
+	}
+}
+
+static void XMLCALL
+canon_chars(void *arg, const char *s, int len)
+{
+	struct canon *c = arg;
+
+	if (c->depth >= 2)
+		buf_append(&c->text, s, (size_t)len);
+}
+
+/* Canonical forms of the elements inside <w> with the given prefix. */
+static void
+canon_parse(struct canon *c, const char *open, const char *body, size_t len)
+{
+	XML_Parser p;
+	int ok;
+
+	memset(c, 0, sizeof(*c));
+	buf_init(&c->cur);
+	buf_init(&c->text);
+	p = XML_ParserCreateNS(NULL, '\x01');
+	assert_non_null(p);
+	XML_SetUserData(p, c);
+	XML_SetElementHandler(p, canon_start, canon_end);
+	XML_SetCharacterDataHandler(p, canon_chars);
+	ok = XML_Parse(p, open, (int)strlen(open), XML_FALSE) &&
+	    XML_Parse(p, body, (int)len, XML_FALSE) &&
+	    XML_Parse(p, "</w>", 4, XML_TRUE);
+	if (!ok)
+		fail_msg("does not parse: %.*s: %s", (int)len, body,
+		    XML_ErrorString(XML_GetErrorCode(p)));
+	XML_ParserFree(p);
+	buf_free(&c->cur);
+	buf_free(&c->text);
+}
+
+static void
+canon_free(struct canon *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n; i++)
+		free(c->out[i]);
+}
+
+static void
+test_roundtrip(void **state)
+{
+	static const char *const cases[] = {
+		"<message to='a@b' type='chat' id='1'><body>hi</body></message>",
+		"<message><body>a\nb\r\nc\rd\te &amp;&lt;&gt;\"' ]]&gt;"
+		"<![CDATA[<&>]]></body></message>",
+		"<message a='1&#9;2&#10;3&#13;4' b='x\ty\nz' c='\"' d=\"'\"/>",
+		"<message xmlns:p='urn:p' xmlns:q='urn:q' p:a='1'><p:x q:b='2'>"
+		"<p:y xmlns:p='urn:p2' p:c='3'/><q:z/></p:x><p:w/></message>",
+		"<iq type='set' id='a'><x xmlns='urn:x' xmlns:y='urn:y' y:attr="
+		"'v' attr='w'><z y:attr='u'/><jc xmlns='jabber:client'/></x>"
+		"<none xmlns=''><in/></none></iq>",
+		"<message xml:lang='en'><body xml:lang='fr'>x</body><body/>"
+		"</message>",
+		"<presence><show>away</show><status>\xe6\x97\xa5\xe6\x9c\xac "
+		"\xf0\x9f\x98\x80</status><c xmlns='http://jabber.org/protocol/"
+		"caps' hash='sha-1' node='n' ver='v='/></presence>",
+		"<message><stream:error/><html xmlns='http://jabber.org/protocol/"
+		"xhtml-im'><body xmlns='http://www.w3.org/1999/xhtml'><p>a<b>b"
+		"</b>c</p></body></html></message>",
+		"<c:message xmlns:c='jabber:client'><body>x</body><c:body/>"
+		"</c:message>",
+	};
+	struct canon in, out;
+	struct rec r;
+	size_t i;
+
+	for (i = 0; i < NELEM(cases); i++) {
+		rec_init(&r, MAX);
+		feed(&r, cases[i], strlen(cases[i]), 0);
+		assert_int_equal(r.stanzas, 1);
+		/* As the framer reads the client... */
+		canon_parse(&in, "<w xmlns='jabber:client' xmlns:stream="
+		    "'http://etherx.jabber.org/streams'>", cases[i],
+		    strlen(cases[i]));
+		/* ...and as the server reads the line. */
+		canon_parse(&out, "<w xmlns='jabber:client'>", r.log.data,
+		    r.log.len);
+		assert_int_equal(in.n, 1);
+		assert_int_equal(out.n, 1);
+		if (strcmp(in.out[0], out.out[0]) != 0)
+			fail_msg("%s\n -> %s got  %s\n want %s", cases[i],
+			    buf_cstr(&r.log), out.out[0], in.out[0]);
+		canon_free(&in);
+		canon_free(&out);
+		rec_free(&r);
+	}
+}
+
+/* Feeding nothing changes nothing, before and after a declaration. */
+static void
+test_empty_feeds(void **state)
+{
+	struct rec r;
+
+	rec_init(&r, MAX);
+	assert_int_equal(frame_feed(r.f, "", 0), 0);
+	assert_int_equal(frame_feed(r.f, S("<?xm")), 0);
+	assert_int_equal(frame_feed(r.f, "", 0), 0);
+	assert_int_equal(frame_feed(r.f, S("l version='1.0'?>")), 0);
+	assert_int_equal(frame_feed(r.f, "", 0), 0);
+	assert_int_equal(frame_feed(r.f, S("<presence/>")), 0);
+	assert_int_equal(frame_feed(r.f, "", 0), 0);
+	assert_string_equal(buf_cstr(&r.log), "<presence/>\n");
+	rec_free(&r);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stanzas),
+		cmocka_unit_test(test_sequence),
+		cmocka_unit_test(test_not_a_stanza),
+		cmocka_unit_test(test_not_well_formed),
+		cmocka_unit_test(test_restricted),
+		cmocka_unit_test(test_size_boundary),
+		cmocka_unit_test(test_size_per_element),
+		cmocka_unit_test(test_too_large_slow),
+		cmocka_unit_test(test_too_large_children),
+		cmocka_unit_test(test_split_tail),
+		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_empty_feeds),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

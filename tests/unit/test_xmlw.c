@@ -1,0 +1,372 @@
+/*
+ * XML writing: the two escapers, and the namespace-normalizing serializer
+ * driven by expat exactly as the stream parser and the framer drive it.
+ * Outputs are checked byte for byte here; test_stream.c checks that they
+ * parse back to the same trees.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <expat.h>
+
+#include "buf.h"
+#include "xmlw.h"
+
+#define NELEM(a)	(sizeof(a) / sizeof((a)[0]))
+#define NS_CLIENT	"jabber:client"
+
+struct esc_case {
+	const char	*in;
+	const char	*out;
+};
+
+static void
+check_escape(void (*fn)(struct buf *, const char *, size_t),
+    const struct esc_case *c, size_t n)
+{
+	struct buf b;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		buf_init(&b);
+		fn(&b, c[i].in, strlen(c[i].in));
+		assert_string_equal(buf_cstr(&b), c[i].out);
+		buf_free(&b);
+	}
+}
+
+static void
+test_text_escape(void **state)
+{
+	static const struct esc_case cases[] = {
+		{ "", "" },
+		{ "plain text", "plain text" },
+		{ "a&b", "a&amp;b" },
+		{ "<x>", "&lt;x&gt;" },
+		{ "]]>", "]]&gt;" },
+		{ "\"quoted\" 'apos'", "\"quoted\" 'apos'" },
+		{ "a\tb\nc\rd", "a&#9;b&#10;c&#13;d" },
+		{ "\r\n", "&#13;&#10;" },
+		{ "&amp;", "&amp;amp;" },
+		{ "&&&", "&amp;&amp;&amp;" },
+		{ "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80",
+		  "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80" },
+		{ "<", "&lt;" },
+		{ ">", "&gt;" },
+	};
+
+	check_escape(xmlw_text, cases, NELEM(cases));
+}
+
+static void
+test_attr_escape(void **state)
+{
+	static const struct esc_case cases[] = {
+		{ "", "" },
+		{ "a@b/c", "a@b/c" },
+		{ "a&b", "a&amp;b" },
+		{ "<x>", "&lt;x>" },
+		{ "]]>", "]]>" },
+		{ "\"", "&quot;" },
+		{ "'", "'" },
+		{ "it's \"q\"", "it's &quot;q&quot;" },
+		{ "a\tb\nc\rd", "a&#9;b&#10;c&#13;d" },
+		{ "caf\xc3\xa9", "caf\xc3\xa9" },
+	};
+
+	check_escape(xmlw_attr, cases, NELEM(cases));
+}
+
+/* The escapers append, and honour the length rather than a NUL. */
+static void
+test_escape_appends(void **state)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_puts(&b, "x=");
+	xmlw_text(&b, "a<b&c", 3);
+	xmlw_attr(&b, "\"q\"zzz", 3);
+	assert_int_equal(b.len, strlen("x=a&lt;b&quot;q&quot;"));
+	assert_string_equal(buf_cstr(&b), "x=a&lt;b&quot;q&quot;");
+	buf_free(&b);
+}
+
+static void
+test_attr_pair(void **state)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_puts(&b, "<x");
+	xmlw_attr_pair(&b, "to", "a@b");
+	xmlw_attr_pair(&b, "reason", "\"<&>\"\n");
+	xmlw_attr_pair(&b, "empty", "");
+	assert_string_equal(buf_cstr(&b),
+	    "<x to=\"a@b\" reason=\"&quot;&lt;&amp;>&quot;&#10;\" empty=\"\"");
+	buf_free(&b);
+}
+
+/* Expat drives the serializer as the daemon does: names are triplets. */
+static void XMLCALL
+on_start(void *arg, const char *name, const char **attrs)
+{
+	xmlw_start(arg, name, attrs);
+}
+
+static void XMLCALL
+on_end(void *arg, const char *name)
+{
+	xmlw_end(arg, name);
+}
+
+static void XMLCALL
+on_chars(void *arg, const char *s, int len)
+{
+	xmlw_chars(arg, s, (size_t)len);
+}
+
+static void
+serialize(struct xmlw *w, const char *doc, const char *default_ns,
+    struct buf *out)
+{
+	XML_Parser p;
+
+	p = XML_ParserCreateNS("UTF-8", XMLW_NSSEP);
+	assert_non_null(p);
+	XML_SetReturnNSTriplet(p, 1);
+	XML_SetUserData(p, w);
+	XML_SetElementHandler(p, on_start, on_end);
+	XML_SetCharacterDataHandler(p, on_chars);
+	xmlw_begin(w, out, default_ns);
+	if (XML_Parse(p, doc, (int)strlen(doc), XML_TRUE) != XML_STATUS_OK)
+		fail_msg("test input does not parse: %s: %s", doc,
+		    XML_ErrorString(XML_GetErrorCode(p)));
+	XML_ParserFree(p);
+	assert_int_equal(w->depth, 0);
+	assert_int_equal(w->open, 0);
+}
+
+struct ser_case {
+	const char	*default_ns;
+	const char	*in;
+	const char	*out;
+};
+
+static const struct ser_case ser_cases[] = {
+	/* The server's stanzas: the top element declares jabber:client. */
+	{ NULL,
+	  "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>",
+	  "<message xmlns=\"jabber:client\" to=\"a@b\"><body>hi</body></message>" },
+	/* The clients' stanzas: the server's stream already declares it. */
+	{ NS_CLIENT,
+	  "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>",
+	  "<message to=\"a@b\"><body>hi</body></message>" },
+	{ NULL, "<a/>", "<a/>" },
+	{ NULL, "<a></a>", "<a/>" },
+	{ NULL, "<a xmlns=''/>", "<a/>" },
+	{ NS_CLIENT, "<a xmlns=''><b/></a>", "<a xmlns=\"\"><b/></a>" },
+	{ NS_CLIENT, "<a xmlns='jabber:client'><b xmlns=''><c/></b></a>",
+	  "<a><b xmlns=\"\"><c/></b></a>" },
+	/* Default namespace switching and switching back. */
+	{ NULL, "<a xmlns='urn:a'><b xmlns='urn:b'><c xmlns='urn:a'/></b>"
+	  "<d/></a>",
+	  "<a xmlns=\"urn:a\"><b xmlns=\"urn:b\"><c xmlns=\"urn:a\"/></b>"
+	  "<d/></a>" },
+	/* A declaration is not leaked to a sibling. */
+	{ NULL, "<a><b xmlns='urn:b'/><c xmlns='urn:b'/><d/></a>",
+	  "<a><b xmlns=\"urn:b\"/><c xmlns=\"urn:b\"/><d/></a>" },
+	/* Unused declarations go, redundant ones too. */
+	{ NULL, "<a xmlns:u='urn:unused'><b/></a>", "<a><b/></a>" },
+	{ NULL, "<a xmlns='urn:a'><b xmlns='urn:a'><c xmlns='urn:a'/></b></a>",
+	  "<a xmlns=\"urn:a\"><b><c/></b></a>" },
+	{ NULL, "<p:a xmlns:p='urn:p'><p:b xmlns:p='urn:p'/></p:a>",
+	  "<p:a xmlns:p=\"urn:p\"><p:b/></p:a>" },
+	/* Prefixes are kept, declared where first used. */
+	{ NULL, "<p:a xmlns:p='urn:p'><p:b/><c/></p:a>",
+	  "<p:a xmlns:p=\"urn:p\"><p:b/><c/></p:a>" },
+	{ NULL, "<a xmlns:p='urn:p'><b><p:c/></b><p:d/></a>",
+	  "<a><b><p:c xmlns:p=\"urn:p\"/></b><p:d xmlns:p=\"urn:p\"/></a>" },
+	{ NULL, "<p:a xmlns:p='urn:1'><p:b xmlns:p='urn:2'><p:c/></p:b>"
+	  "<p:d/></p:a>",
+	  "<p:a xmlns:p=\"urn:1\"><p:b xmlns:p=\"urn:2\"><p:c/></p:b>"
+	  "<p:d/></p:a>" },
+	/* Attributes: prefixed ones get a declaration, others never. */
+	{ NULL, "<a xmlns:p='urn:p' p:x='1' y='2'/>",
+	  "<a xmlns:p=\"urn:p\" p:x=\"1\" y=\"2\"/>" },
+	{ NULL, "<p:a xmlns:p='urn:p' p:x='1'/>",
+	  "<p:a xmlns:p=\"urn:p\" p:x=\"1\"/>" },
+	{ NULL, "<a xmlns='urn:a' xmlns:q='urn:q' x='1' q:y='2'><b q:z='3'/></a>",
+	  "<a xmlns=\"urn:a\" x=\"1\" xmlns:q=\"urn:q\" q:y=\"2\"><b q:z=\"3\"/></a>" },
+	/* Same prefix, another namespace below. */
+	{ NULL, "<a xmlns:p='urn:1' p:x='1'><b xmlns:p='urn:2' p:x='2'/></a>",
+	  "<a xmlns:p=\"urn:1\" p:x=\"1\"><b xmlns:p=\"urn:2\" p:x=\"2\"/></a>" },
+	/* The xml prefix is never declared. */
+	{ NULL, "<a xml:lang='en'><b xml:lang='fr'>x</b></a>",
+	  "<a xml:lang=\"en\"><b xml:lang=\"fr\">x</b></a>" },
+	{ NULL, "<a xmlns:xml='http://www.w3.org/XML/1998/namespace' "
+	  "xml:space='preserve'/>",
+	  "<a xml:space=\"preserve\"/>" },
+	/* Escaping in text and attribute values. */
+	{ NULL, "<a b='&quot;\"&apos;&lt;&gt;&amp;&#9;&#10;&#13;'>"
+	  "&lt;&gt;&amp;\"'&#9;&#10;&#13;]]&gt;</a>",
+	  "<a b=\"&quot;&quot;'&lt;>&amp;&#9;&#10;&#13;\">"
+	  "&lt;&gt;&amp;\"'&#9;&#10;&#13;]]&gt;</a>" },
+	/* Raw whitespace in an attribute is normalized by the reader. */
+	{ NULL, "<a b='x\ty\nz\r\nw'/>", "<a b=\"x y z w\"/>" },
+	/* Raw line breaks in text: CRLF reads as LF. */
+	{ NULL, "<a>1\n2\r\n3\r4\t5</a>", "<a>1&#10;2&#10;3&#10;4&#9;5</a>" },
+	{ NULL, "<a><![CDATA[<b>&]]]]><![CDATA[>]]></a>",
+	  "<a>&lt;b&gt;&amp;]]&gt;</a>" },
+	{ NULL, "<a xmlns='urn:a&amp;b&quot;&#10;'/>",
+	  "<a xmlns=\"urn:a&amp;b&quot;&#10;\"/>" },
+	/* Mixed content. */
+	{ NULL, "<a>x<b/>y<c>z</c>w</a>", "<a>x<b/>y<c>z</c>w</a>" },
+	/* Unicode in names, values and text. */
+	{ NULL, "<\xc3\xa9l\xc3\xa9ment a\xc3\xaf='\xe6\x97\xa5'>"
+	  "\xf0\x9f\x98\x80&#x1F600;&#233;</\xc3\xa9l\xc3\xa9ment>",
+	  "<\xc3\xa9l\xc3\xa9ment a\xc3\xaf=\"\xe6\x97\xa5\">"
+	  "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xc3\xa9</\xc3\xa9l\xc3\xa9ment>" },
+};
+
+static void
+test_serialize(void **state)
+{
+	struct xmlw w;
+	struct buf out;
+	size_t i;
+
+	xmlw_init(&w);
+	buf_init(&out);
+	for (i = 0; i < NELEM(ser_cases); i++) {
+		out.len = 0;
+		serialize(&w, ser_cases[i].in, ser_cases[i].default_ns, &out);
+		if (strcmp(buf_cstr(&out), ser_cases[i].out) != 0)
+			fail_msg("case %zu: %s\n got  %s\n want %s", i,
+			    ser_cases[i].in, buf_cstr(&out), ser_cases[i].out);
+	}
+	buf_free(&out);
+	xmlw_free(&w);
+}
+
+/* One writer, many trees: no binding survives into the next tree. */
+static void
+test_reuse(void **state)
+{
+	struct xmlw w;
+	struct buf out;
+
+	xmlw_init(&w);
+	buf_init(&out);
+	serialize(&w, "<p:a xmlns:p='urn:1' xmlns='urn:d'><b/></p:a>", NULL,
+	    &out);
+	assert_string_equal(buf_cstr(&out),
+	    "<p:a xmlns:p=\"urn:1\"><b xmlns=\"urn:d\"/></p:a>");
+	out.len = 0;
+	serialize(&w, "<p:a xmlns:p='urn:2'><b/></p:a>", NULL, &out);
+	assert_string_equal(buf_cstr(&out),
+	    "<p:a xmlns:p=\"urn:2\"><b/></p:a>");
+	out.len = 0;
+	serialize(&w, "<a xmlns='jabber:client'/>", NS_CLIENT, &out);
+	assert_string_equal(buf_cstr(&out), "<a/>");
+	xmlw_free(&w);
+	/* Freed writers can be set up again. */
+	xmlw_init(&w);
+	out.len = 0;
+	serialize(&w, "<a xmlns='urn:x'/>", NULL, &out);
+	assert_string_equal(buf_cstr(&out), "<a xmlns=\"urn:x\"/>");
+	xmlw_free(&w);
+	buf_free(&out);
+}
+
+/* Hand-made names, as XML_SetReturnNSTriplet gives them. */
+static void
+test_triplets(void **state)
+{
+	static const char *none[] = { NULL };
+	static const char *attrs[] = {
+		"urn:q\x01" "x\x01q", "1",
+		"plain", "2",
+		"http://www.w3.org/XML/1998/namespace\x01lang\x01xml", "en",
+		NULL,
+	};
+	struct xmlw w;
+	struct buf out;
+
+	xmlw_init(&w);
+	buf_init(&out);
+	xmlw_begin(&w, &out, NULL);
+	xmlw_start(&w, "urn:p\x01" "a\x01p", attrs);
+	xmlw_start(&w, "urn:d\x01" "b", none);
+	xmlw_chars(&w, "t", 1);
+	xmlw_end(&w, "urn:d\x01" "b");
+	xmlw_start(&w, "c", none);
+	xmlw_end(&w, "c");
+	xmlw_end(&w, "urn:p\x01" "a\x01p");
+	assert_string_equal(buf_cstr(&out),
+	    "<p:a xmlns:p=\"urn:p\" xmlns:q=\"urn:q\" q:x=\"1\" plain=\"2\" "
+	    "xml:lang=\"en\"><b xmlns=\"urn:d\">t</b><c/></p:a>");
+	xmlw_free(&w);
+	buf_free(&out);
+}
+
+/*
+ * Deep nesting, each level in a namespace of its own: the bindings array
+ * and the names buffer grow (and move) while bindings are being looked up.
+ */
+static void
+test_deep(void **state)
+{
+	enum { DEPTH = 300 };
+	struct buf in, out;
+	struct xmlw w;
+	int i;
+
+	buf_init(&in);
+	buf_init(&out);
+	for (i = 0; i < DEPTH; i++)
+		buf_printf(&in, "<p%d:e xmlns:p%d='urn:level:%d'"
+		    " xmlns='urn:default:%d' p%d:a='%d'><x/>",
+		    i, i, i, i % 3, i, i);
+	for (i = DEPTH - 1; i >= 0; i--)
+		buf_printf(&in, "</p%d:e>", i);
+	xmlw_init(&w);
+	serialize(&w, buf_cstr(&in), NULL, &out);
+	/* Every level declares its prefix; <x/> its default namespace. */
+	for (i = 0; i < DEPTH; i++) {
+		char tag[96];
+
+		snprintf(tag, sizeof(tag), "<p%d:e xmlns:p%d=\"urn:level:%d\" "
+		    "p%d:a=\"%d\"><x xmlns=\"urn:default:%d\"/>", i, i, i, i,
+		    i, i % 3);
+		assert_non_null(strstr(buf_cstr(&out), tag));
+	}
+	assert_non_null(strstr(buf_cstr(&out), "</p0:e>"));
+	assert_int_equal(w.depth, 0);
+	xmlw_free(&w);
+	buf_free(&in);
+	buf_free(&out);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_text_escape),
+		cmocka_unit_test(test_attr_escape),
+		cmocka_unit_test(test_escape_appends),
+		cmocka_unit_test(test_attr_pair),
+		cmocka_unit_test(test_serialize),
+		cmocka_unit_test(test_reuse),
+		cmocka_unit_test(test_triplets),
+		cmocka_unit_test(test_deep),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
