@@ -2,10 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <expat.h>
-
 #include "frame.h"
 #include "stream.h"
+#include "xmlp.h"
 #include "xmlw.h"
 
 /*
@@ -25,7 +24,7 @@ enum frame_phase {
 };
 
 struct frame {
-	XML_Parser		 parser;
+	struct xmlp		 x;		/* first: see xmlp.h */
 	const struct frame_cb	*cb;
 	void			*arg;
 	size_t			 max_size;
@@ -48,7 +47,7 @@ fail(struct frame *f, const char *condition, const char *text)
 		f->condition = condition;
 		snprintf(f->text, sizeof(f->text), "%s", text);
 	}
-	XML_StopParser(f->parser, XML_FALSE);
+	XML_StopParser(f->x.parser, XML_FALSE);
 }
 
 static int
@@ -78,7 +77,7 @@ on_start(void *arg, const char *name, const char **attrs)
 	if (f->depth == 1)
 		return;
 	if (f->depth == 2) {
-		f->mark = (unsigned long long)XML_GetCurrentByteIndex(f->parser);
+		f->mark = xmlp_event_start(&f->x);
 		f->stanza = is_stanza(name);
 		buf_reset(&f->out, 65536);
 		/* The server's stream declares jabber:client already. */
@@ -104,8 +103,7 @@ on_end(void *arg, const char *name)
 		xmlw_end(&f->w, name);
 	if (f->depth > 1)
 		return;
-	end = (unsigned long long)XML_GetCurrentByteIndex(f->parser) +
-	    (unsigned long long)XML_GetCurrentByteCount(f->parser);
+	end = xmlp_event_end(&f->x);
 	if (end - f->mark > f->max_size) {
 		fail(f, FRAME_TOO_LARGE, "element larger than max_stanza_size");
 		return;
@@ -137,69 +135,26 @@ on_chars(void *arg, const char *text, int len)
 		}
 	}
 	/* Whitespace between elements does not count toward a size. */
-	f->mark = (unsigned long long)XML_GetCurrentByteIndex(f->parser) +
-	    (unsigned long long)XML_GetCurrentByteCount(f->parser);
-}
-
-static void XMLCALL
-on_comment(void *arg, const char *data)
-{
-	fail(arg, FRAME_RESTRICTED_XML, "comments are not allowed");
-}
-
-static void XMLCALL
-on_pi(void *arg, const char *target, const char *data)
-{
-	fail(arg, FRAME_RESTRICTED_XML,
-	    "processing instructions are not allowed");
-}
-
-static void XMLCALL
-on_doctype(void *arg, const char *name, const char *sysid, const char *pubid,
-    int has_internal_subset)
-{
-	fail(arg, FRAME_RESTRICTED_XML, "a DTD is not allowed");
-}
-
-static void XMLCALL
-on_entity(void *arg, const char *name, int is_param, const char *value,
-    int len, const char *base, const char *sysid, const char *pubid,
-    const char *notation)
-{
-	fail(arg, FRAME_RESTRICTED_XML, "entity declarations are not allowed");
+	f->mark = xmlp_event_end(&f->x);
 }
 
 struct frame *
 frame_new(size_t max_size, const struct frame_cb *cb, void *arg)
 {
 	struct frame *f = xcalloc(1, sizeof(*f));
-	XML_Parser p;
 
-	p = XML_ParserCreateNS("UTF-8", XMLW_NSSEP);
-	if (p == NULL) {
+	if (xmlp_init(&f->x, f) != 0) {
 		free(f);
 		return NULL;
 	}
-	f->parser = p;
 	f->cb = cb;
 	f->arg = arg;
 	f->max_size = max_size;
 	xmlw_init(&f->w);
 	buf_init(&f->out);
 	buf_init(&f->prolog);
-	XML_SetReturnNSTriplet(p, 1);
-	XML_SetUserData(p, f);
-	XML_SetElementHandler(p, on_start, on_end);
-	XML_SetCharacterDataHandler(p, on_chars);
-	XML_SetCommentHandler(p, on_comment);
-	XML_SetProcessingInstructionHandler(p, on_pi);
-	XML_SetStartDoctypeDeclHandler(p, on_doctype);
-	XML_SetEntityDeclHandler(p, on_entity);
-	XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
-#ifdef HAVE_XML_REPARSE_DEFERRAL
-	/* A stanza goes out as soon as its last byte is here. */
-	XML_SetReparseDeferralEnabled(p, XML_FALSE);
-#endif
+	XML_SetElementHandler(f->x.parser, on_start, on_end);
+	XML_SetCharacterDataHandler(f->x.parser, on_chars);
 	return f;
 }
 
@@ -208,7 +163,7 @@ frame_free(struct frame *f)
 {
 	if (f == NULL)
 		return;
-	XML_ParserFree(f->parser);
+	xmlp_free(&f->x);
 	xmlw_free(&f->w);
 	buf_free(&f->out);
 	buf_free(&f->prolog);
@@ -225,11 +180,11 @@ markup_declaration(struct frame *f)
 	const char *ctx;
 	int off, size;
 
-	if (XML_GetErrorCode(f->parser) != XML_ERROR_INVALID_TOKEN &&
-	    XML_GetErrorCode(f->parser) != XML_ERROR_SYNTAX)
+	if (XML_GetErrorCode(f->x.parser) != XML_ERROR_INVALID_TOKEN &&
+	    XML_GetErrorCode(f->x.parser) != XML_ERROR_SYNTAX)
 		return 0;
 	/* Expat points at the letter after "<!". */
-	ctx = XML_GetInputContext(f->parser, &off, &size);
+	ctx = XML_GetInputContext(f->x.parser, &off, &size);
 	return ctx != NULL && off >= 2 && off < size && ctx[off - 2] == '<' &&
 	    ctx[off - 1] == '!' && ctx[off] >= 'A' && ctx[off] <= 'Z';
 }
@@ -240,13 +195,18 @@ parse(struct frame *f, const char *data, size_t len)
 	enum XML_Status st;
 
 	f->fed += len;
-	st = XML_Parse(f->parser, data, (int)len, XML_FALSE);
+	st = XML_Parse(f->x.parser, data, (int)len, XML_FALSE);
+	if (f->condition == NULL && f->x.refused != NULL) {
+		snprintf(f->text, sizeof(f->text), "%s is not allowed",
+		    f->x.refused);
+		f->condition = FRAME_RESTRICTED_XML;
+	}
 	if (f->condition == NULL && st != XML_STATUS_OK) {
 		if (markup_declaration(f))
 			fail(f, FRAME_RESTRICTED_XML, "a DTD is not allowed");
 		else
 			fail(f, FRAME_NOT_WELL_FORMED,
-			    XML_ErrorString(XML_GetErrorCode(f->parser)));
+			    XML_ErrorString(XML_GetErrorCode(f->x.parser)));
 	}
 	/* Expat holds an unfinished token in memory: bound it here. */
 	if (f->condition == NULL && f->fed - f->mark > f->max_size)

@@ -2,15 +2,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <expat.h>
-
 #include "stream.h"
+#include "xmlp.h"
 #include "xmlw.h"
 
 #define STREAM_TAG	NS_STREAMS "\x01stream"
 
 struct stream {
-	XML_Parser		 parser;
+	struct xmlp		 x;		/* first: see xmlp.h */
 	const struct stream_cb	*cb;
 	void			*arg;
 	size_t			 max_size;
@@ -36,7 +35,7 @@ fail(struct stream *s, const char *why)
 {
 	if (s->fault == NULL)
 		s->fault = why;
-	XML_StopParser(s->parser, XML_FALSE);
+	XML_StopParser(s->x.parser, XML_FALSE);
 }
 
 /* Tag name equality against "uri\x01local", ignoring a returned prefix. */
@@ -67,7 +66,7 @@ stanza_name(const char *name)
 static void
 top_start(struct stream *s, const char *name, const char **attrs)
 {
-	s->mark = (unsigned long long)XML_GetCurrentByteIndex(s->parser);
+	s->mark = xmlp_event_start(&s->x);
 	s->name = stanza_name(name);
 	s->stanza = s->name != NULL;
 	s->tree = NULL;
@@ -88,8 +87,7 @@ top_end(struct stream *s, const char *name)
 
 	xmlw_end(&s->w, name);
 	buf_putc(&s->line, '\n');
-	end = (unsigned long long)XML_GetCurrentByteIndex(s->parser) +
-	    (unsigned long long)XML_GetCurrentByteCount(s->parser);
+	end = xmlp_event_end(&s->x);
 	if (end - s->mark > s->max_size) {
 		fail(s, "stanza too large");
 		return;
@@ -117,8 +115,7 @@ on_start(void *arg, const char *name, const char **attrs)
 			fail(s, "not an XMPP stream");
 			return;
 		}
-		s->mark = (unsigned long long)XML_GetCurrentByteIndex(s->parser) +
-		    (unsigned long long)XML_GetCurrentByteCount(s->parser);
+		s->mark = xmlp_event_end(&s->x);
 		header = xnode_new(NULL, name, attrs);
 		s->cb->open(s->arg, header);
 		xnode_free(header);
@@ -163,8 +160,7 @@ on_chars(void *arg, const char *text, int len)
 	/* Whitespace between stanzas is the server's keepalive: it is no
 	 * part of the next element's size. */
 	if (s->depth < 2) {
-		s->mark = (unsigned long long)XML_GetCurrentByteIndex(s->parser) +
-		    (unsigned long long)XML_GetCurrentByteCount(s->parser);
+		s->mark = xmlp_event_end(&s->x);
 		return;
 	}
 	xmlw_chars(&s->w, text, (size_t)len);
@@ -172,51 +168,11 @@ on_chars(void *arg, const char *text, int len)
 		buf_append(&s->cur->text, text, (size_t)len);
 }
 
-static void XMLCALL
-on_comment(void *arg, const char *data)
-{
-	fail(arg, "restricted XML: comment");
-}
-
-static void XMLCALL
-on_pi(void *arg, const char *target, const char *data)
-{
-	fail(arg, "restricted XML: processing instruction");
-}
-
-static void XMLCALL
-on_doctype(void *arg, const char *name, const char *sysid, const char *pubid,
-    int has_internal_subset)
-{
-	fail(arg, "restricted XML: DTD");
-}
-
-static void XMLCALL
-on_entity(void *arg, const char *name, int is_param, const char *value,
-    int len, const char *base, const char *sysid, const char *pubid,
-    const char *notation)
-{
-	fail(arg, "restricted XML: entity declaration");
-}
-
 static void
 setup(struct stream *s)
 {
-	XML_Parser p = s->parser;
-
-	XML_SetReturnNSTriplet(p, 1);
-	XML_SetUserData(p, s);
-	XML_SetElementHandler(p, on_start, on_end);
-	XML_SetCharacterDataHandler(p, on_chars);
-	XML_SetCommentHandler(p, on_comment);
-	XML_SetProcessingInstructionHandler(p, on_pi);
-	XML_SetStartDoctypeDeclHandler(p, on_doctype);
-	XML_SetEntityDeclHandler(p, on_entity);
-	XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
-#ifdef HAVE_XML_REPARSE_DEFERRAL
-	/* A stanza is handed on as soon as its last byte is here. */
-	XML_SetReparseDeferralEnabled(p, XML_FALSE);
-#endif
+	XML_SetElementHandler(s->x.parser, on_start, on_end);
+	XML_SetCharacterDataHandler(s->x.parser, on_chars);
 }
 
 struct stream *
@@ -224,8 +180,7 @@ stream_new(size_t max_size, const struct stream_cb *cb, void *arg)
 {
 	struct stream *s = xcalloc(1, sizeof(*s));
 
-	s->parser = XML_ParserCreateNS("UTF-8", XMLW_NSSEP);
-	if (s->parser == NULL) {
+	if (xmlp_init(&s->x, s) != 0) {
 		free(s);
 		return NULL;
 	}
@@ -243,7 +198,7 @@ stream_free(struct stream *s)
 {
 	if (s == NULL)
 		return;
-	XML_ParserFree(s->parser);
+	xmlp_free(&s->x);
 	xnode_free(s->tree);
 	xmlw_free(&s->w);
 	buf_free(&s->line);
@@ -259,7 +214,7 @@ stream_set_max(struct stream *s, size_t max_size)
 static void
 do_reset(struct stream *s)
 {
-	XML_ParserReset(s->parser, "UTF-8");
+	xmlp_reset(&s->x, s);
 	setup(s);
 	xnode_free(s->tree);
 	s->tree = s->cur = NULL;
@@ -276,7 +231,7 @@ stream_reset(struct stream *s)
 	/* Expat says XML_PARSING between two XML_Parse calls as well. */
 	if (s->feeding) {
 		s->reset = 1;
-		XML_StopParser(s->parser, XML_FALSE);
+		XML_StopParser(s->x.parser, XML_FALSE);
 		return;
 	}
 	do_reset(s);
@@ -293,17 +248,22 @@ stream_feed(struct stream *s, const char *data, size_t len, const char **err)
 	}
 	s->fed += len;
 	s->feeding = 1;
-	st = XML_Parse(s->parser, data, (int)len, XML_FALSE);
+	st = XML_Parse(s->x.parser, data, (int)len, XML_FALSE);
 	s->feeding = 0;
 	if (s->reset) {
 		do_reset(s);
 		return 0;
 	}
+	if (s->fault == NULL && s->x.refused != NULL) {
+		snprintf(s->errbuf, sizeof(s->errbuf), "restricted XML: %s",
+		    s->x.refused);
+		s->fault = s->errbuf;
+	}
 	if (s->fault == NULL && st != XML_STATUS_OK) {
 		snprintf(s->errbuf, sizeof(s->errbuf),
 		    "not-well-formed: %s at line %lu",
-		    XML_ErrorString(XML_GetErrorCode(s->parser)),
-		    XML_GetCurrentLineNumber(s->parser));
+		    XML_ErrorString(XML_GetErrorCode(s->x.parser)),
+		    XML_GetCurrentLineNumber(s->x.parser));
 		s->fault = s->errbuf;
 	}
 	/* Expat holds an unfinished token in memory: bound it here. */
