@@ -1,12 +1,14 @@
 /*
  * SASL client mechanisms.  SCRAM follows RFC 5802 (SHA-1) and RFC 7677
- * (SHA-256; SHA-512 is the same construction with a longer hash), PLAIN
- * follows RFC 4616.  All cryptography is mbedtls'.
+ * (SHA-256; SHA-512 is the same construction with a longer hash), with the
+ * downgrade protection of XEP-0474; PLAIN follows RFC 4616.  All
+ * cryptography is mbedtls'.
  *
  * SASLprep (RFC 4013) is not applied: names and passwords go out as the
  * UTF-8 bytes the configuration holds, which is what SASLprep yields for
  * ASCII and for most already-normalized text.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +81,13 @@ enum sasl_mech
 sasl_mech_parse(const char *name)
 {
 	return mech_lookup(name, strlen(name));
+}
+
+int
+sasl_is_scram(enum sasl_mech mech)
+{
+	return mech == SASL_SCRAM_SHA_512 || mech == SASL_SCRAM_SHA_256 ||
+	    mech == SASL_SCRAM_SHA_1;
 }
 
 static int
@@ -331,6 +340,8 @@ struct server_first {
 	const char	*salt;
 	size_t		 saltlen;
 	unsigned long	 iter;
+	const char	*ext;		/* optional attributes after "i=" */
+	size_t		 extlen;
 };
 
 static const char *
@@ -351,6 +362,8 @@ parse_server_first(const struct sasl *s, const char *msg, size_t len,
 	if (take_attr(&p, end, 'i', &iter, &iterlen) == -1)
 		return "missing iteration count";
 	/* Anything after is an optional extension, which we may ignore. */
+	sf->ext = p;
+	sf->extlen = (size_t)(end - p);
 	cnonce = client_nonce(s);
 	cnlen = strlen(cnonce);
 	/* The server must add a part of its own for the exchange to be fresh. */
@@ -360,6 +373,58 @@ parse_server_first(const struct sasl *s, const char *msg, size_t len,
 	if (parse_iter(iter, iterlen, &sf->iter) == -1)
 		return "iteration count out of range";
 	return NULL;
+}
+
+static int
+cache_matches(const struct sasl_cache *c, const struct sasl *s,
+    const unsigned char *salt, size_t saltlen, unsigned long iter)
+{
+	return c->valid && c->mech == s->mech && c->iter == iter &&
+	    c->saltlen == saltlen && memcmp(c->salt, salt, saltlen) == 0 &&
+	    strcmp(c->authcid, s->authcid) == 0;
+}
+
+/*
+ * SaltedPassword := Hi(password, salt, i), or the cached one.  A fresh one
+ * waits in s->pending until sasl_finish() has seen the server prove it
+ * knows the same: a wrong password never reaches the cache.
+ */
+static int
+salted_password(struct sasl *s, const mbedtls_md_info_t *md,
+    const unsigned char *salt, size_t saltlen, unsigned long iter,
+    unsigned char *salted)
+{
+	mbedtls_md_context_t ctx;
+	size_t hlen = mbedtls_md_get_size(md);
+	int rc;
+
+	if (s->cache != NULL && cache_matches(s->cache, s, salt, saltlen,
+	    iter)) {
+		memcpy(salted, s->cache->salted, hlen);
+		s->cache_hit = 1;
+		return 0;
+	}
+	mbedtls_md_init(&ctx);
+	rc = mbedtls_md_setup(&ctx, md, 1);
+	if (rc == 0)
+		rc = mbedtls_pkcs5_pbkdf2_hmac(&ctx,
+		    (const unsigned char *)s->password, strlen(s->password),
+		    salt, saltlen, (unsigned int)iter, (uint32_t)hlen, salted);
+	mbedtls_md_free(&ctx);
+	if (rc != 0)
+		return -1;
+	if (s->cache != NULL) {
+		sasl_cache_clear(&s->pending);
+		s->pending.mech = s->mech;
+		s->pending.authcid = xstrdup(s->authcid);
+		s->pending.salt = xmalloc(saltlen);
+		memcpy(s->pending.salt, salt, saltlen);
+		s->pending.saltlen = saltlen;
+		s->pending.iter = iter;
+		memcpy(s->pending.salted, salted, hlen);
+		s->pending.valid = 1;
+	}
+	return 0;
 }
 
 /*
@@ -373,17 +438,10 @@ scram_prove(struct sasl *s, const mbedtls_md_info_t *md,
 {
 	unsigned char salted[SASL_MAX_HASH], client_key[SASL_MAX_HASH];
 	unsigned char stored_key[SASL_MAX_HASH], client_sig[SASL_MAX_HASH];
-	mbedtls_md_context_t ctx;
 	size_t i, hlen = mbedtls_md_get_size(md);
 	int rc;
 
-	mbedtls_md_init(&ctx);
-	rc = mbedtls_md_setup(&ctx, md, 1);
-	if (rc == 0)
-		rc = mbedtls_pkcs5_pbkdf2_hmac(&ctx,
-		    (const unsigned char *)s->password, strlen(s->password),
-		    salt, saltlen, (unsigned int)iter, (uint32_t)hlen, salted);
-	mbedtls_md_free(&ctx);
+	rc = salted_password(s, md, salt, saltlen, iter, salted);
 	if (rc == 0)
 		rc = mbedtls_md_hmac(md, salted, hlen,
 		    (const unsigned char *)"Client Key", 10, client_key);
@@ -404,6 +462,111 @@ scram_prove(struct sasl *s, const mbedtls_md_info_t *md,
 	mbedtls_platform_zeroize(stored_key, sizeof(stored_key));
 	mbedtls_platform_zeroize(client_sig, sizeof(client_sig));
 	return rc == 0 ? 0 : -1;
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	/* strcmp orders as unsigned char: the "i;octet" collation. */
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void
+put_sorted(struct buf *b, const char *const *names, size_t n, char sep)
+{
+	const char **v;
+	size_t i;
+
+	v = xcalloc(n, sizeof(*v));
+	memcpy(v, names, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), cmp_names);
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			buf_putc(b, sep);
+		buf_puts(b, v[i]);
+	}
+	free(v);
+}
+
+/*
+ * XEP-0474: hash of the sorted mechanism names joined by `sep', then, when
+ * channel-binding types were advertised, `listsep' and their sorted names
+ * joined by `sep'.  Version 0.4 and later use 0x1e and 0x1f in attribute
+ * "h"; 0.3 (ejabberd, older Prosody modules) used ',' and '|' in "d".
+ */
+static int
+ssdp_digest(const mbedtls_md_info_t *md, const char *const *mechs,
+    size_t nmechs, const char *const *cbtypes, size_t ncb, char sep,
+    char listsep, unsigned char *out)
+{
+	struct buf b;
+	int rc;
+
+	buf_init(&b);
+	put_sorted(&b, mechs, nmechs, sep);
+	if (ncb > 0) {
+		buf_putc(&b, listsep);
+		put_sorted(&b, cbtypes, ncb, sep);
+	}
+	rc = mbedtls_md(md, (const unsigned char *)b.data, b.len, out);
+	buf_free(&b);
+	return rc == 0 ? 0 : -1;
+}
+
+int
+sasl_set_offered(struct sasl *s, const char *const *mechs, size_t nmechs,
+    const char *const *cbtypes, size_t ncb)
+{
+	const mbedtls_md_info_t *md;
+
+	if (s->step != STEP_STARTED)
+		return -1;
+	if (s->mech == SASL_PLAIN)
+		return 0;
+	md = scram_md(s->mech);
+	s->ssdp_set = 0;
+	if (ssdp_digest(md, mechs, nmechs, cbtypes, ncb, '\x1e', '\x1f',
+	    s->ssdp_h) == -1 ||
+	    ssdp_digest(md, mechs, nmechs, cbtypes, ncb, ',', '|',
+	    s->ssdp_d) == -1)
+		return -1;
+	s->ssdp_set = 1;
+	return 0;
+}
+
+/*
+ * Every "h=" and "d=" among the optional attributes of the server-first-
+ * message must match what we saw offered.  The attributes are part of the
+ * AuthMessage our proof signs, so the server notices if they were forged.
+ */
+static const char *
+check_ssdp(const struct sasl *s, const mbedtls_md_info_t *md,
+    const char *ext, size_t len)
+{
+	const char *p = ext, *end = ext + len, *v;
+	const unsigned char *want;
+	unsigned char got[SASL_MAX_HASH];
+	size_t vlen, n, hlen = mbedtls_md_get_size(md);
+
+	while (p < end) {
+		if (take_attr(&p, end, 'h', &v, &vlen) == 0)
+			want = s->ssdp_h;
+		else if (take_attr(&p, end, 'd', &v, &vlen) == 0)
+			want = s->ssdp_d;
+		else {
+			/* Another extension: skip it. */
+			v = memchr(p, ',', (size_t)(end - p));
+			p = v != NULL ? v + 1 : end;
+			continue;
+		}
+		if (!s->ssdp_set)
+			return "downgrade protection without the offered "
+			    "mechanisms";
+		if (b64_decode(got, sizeof(got), &n, v, vlen) != 0 ||
+		    n != hlen || memcmp(got, want, hlen) != 0)
+			return "downgrade attack detected";
+	}
+	return NULL;
 }
 
 static void
@@ -429,6 +592,9 @@ scram_step(struct sasl *s, const char *msg, size_t len, struct buf *out,
 	int rc;
 
 	if ((*err = parse_server_first(s, msg, len, &sf)) != NULL)
+		return -1;
+	/* Before PBKDF2: an attacker gets no CPU time out of us. */
+	if ((*err = check_ssdp(s, md, sf.ext, sf.extlen)) != NULL)
 		return -1;
 	if ((salt = decode_salt(sf.salt, sf.saltlen, &saltlen)) == NULL) {
 		*err = "bad salt";
@@ -542,7 +708,34 @@ sasl_finish(struct sasl *s, const char *data, size_t len, const char **err)
 		return -1;
 	}
 	s->step = STEP_DONE;
+	/* The server proved it: SaltedPassword is right for this salt. */
+	if (s->cache != NULL && s->pending.valid) {
+		sasl_cache_clear(s->cache);
+		*s->cache = s->pending;
+		/* Moved, not freed: the cache owns salt and authcid now. */
+		mbedtls_platform_zeroize(&s->pending, sizeof(s->pending));
+	}
 	return 0;
+}
+
+void
+sasl_set_cache(struct sasl *s, struct sasl_cache *cache)
+{
+	s->cache = cache;
+}
+
+int
+sasl_cache_hit(const struct sasl *s)
+{
+	return s->cache_hit;
+}
+
+void
+sasl_cache_clear(struct sasl_cache *c)
+{
+	free(c->authcid);
+	free(c->salt);
+	mbedtls_platform_zeroize(c, sizeof(*c));
 }
 
 static void
@@ -560,6 +753,12 @@ sasl_clear(struct sasl *s)
 	free_string(&s->client_first_bare);
 	free_string(&s->auth_message);
 	mbedtls_platform_zeroize(s->server_key, sizeof(s->server_key));
+	sasl_cache_clear(&s->pending);
+	s->cache = NULL;
+	s->cache_hit = 0;
+	s->ssdp_set = 0;
+	memset(s->ssdp_h, 0, sizeof(s->ssdp_h));
+	memset(s->ssdp_d, 0, sizeof(s->ssdp_d));
 	s->mech = SASL_NONE;
 	s->step = STEP_IDLE;
 }

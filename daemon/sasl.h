@@ -22,6 +22,25 @@ enum sasl_mech {
 /* Longest SHA-512 output; SCRAM keys and proofs fit in it. */
 #define SASL_MAX_HASH	64
 
+/*
+ * SCRAM SaltedPassword of the last successful login, so that the next one
+ * with the same mechanism, user, salt and iteration count skips PBKDF2.
+ * Owned by the caller, who keeps it across connections: all zeros is an
+ * empty cache, sasl_cache_clear() wipes it.  It never holds the password,
+ * but SaltedPassword is as good as the password for this account: it is
+ * a secret.  Nothing tells the cache that the password changed, so clear it
+ * when the configured password changes and when the server refuses a login.
+ */
+struct sasl_cache {
+	int		 valid;
+	enum sasl_mech	 mech;
+	char		*authcid;		/* escaped user name */
+	unsigned char	*salt;
+	size_t		 saltlen;
+	unsigned long	 iter;
+	unsigned char	 salted[SASL_MAX_HASH];
+};
+
 struct sasl {
 	enum sasl_mech	 mech;
 	char		*authcid;		/* escaped user name */
@@ -30,12 +49,20 @@ struct sasl {
 	char		*auth_message;		/* for the server signature */
 	unsigned char	 server_key[SASL_MAX_HASH];
 	int		 step;
+	struct sasl_cache *cache;		/* the caller's, or NULL */
+	struct sasl_cache pending;		/* for `cache' once verified */
+	int		 cache_hit;
+	int		 ssdp_set;		/* the digests below are valid */
+	unsigned char	 ssdp_h[SASL_MAX_HASH];	/* XEP-0474 0.4+, "h=" */
+	unsigned char	 ssdp_d[SASL_MAX_HASH];	/* XEP-0474 0.3, "d=" */
 };
 
 /* Official name of a mechanism, e.g. "SCRAM-SHA-256". */
 const char	*sasl_mech_name(enum sasl_mech);
 /* Mechanism for an official name; SASL_NONE when unknown. */
 enum sasl_mech	 sasl_mech_parse(const char *name);
+/* 1 for the SCRAM family, 0 for PLAIN and SASL_NONE. */
+int		 sasl_is_scram(enum sasl_mech);
 
 /*
  * First mechanism of the space-separated `prefs' that the server offers
@@ -56,11 +83,45 @@ int		 sasl_start(struct sasl *, enum sasl_mech, const char *user,
 		    const char *password, const char *cnonce, struct buf *out);
 
 /*
+ * Use `cache' (which must outlive the exchange) for this exchange: the
+ * SCRAM step takes SaltedPassword from it when mechanism, user, salt and
+ * iteration count match, and sasl_finish() stores a freshly computed one in
+ * it once the server has proved it knows the same password.  Call after
+ * sasl_start(); harmless for PLAIN and with NULL (no cache).
+ */
+void		 sasl_set_cache(struct sasl *, struct sasl_cache *cache);
+
+/*
+ * 1 when the last SCRAM step took SaltedPassword from the cache, 0 when it
+ * ran PBKDF2 or did not run.
+ */
+int		 sasl_cache_hit(const struct sasl *);
+
+/* Empty the cache, wiping SaltedPassword.  Safe on an all-zero cache. */
+void		 sasl_cache_clear(struct sasl_cache *);
+
+/*
+ * XEP-0474 (SASL SCRAM downgrade protection): the `nmechs' SASL mechanism
+ * names the server offered in its stream features, all of them, as sent,
+ * and the `ncb' channel-binding types of its XEP-0440 <sasl-channel-binding/>
+ * (ncb 0: not advertised).  Nothing is kept of the arrays after the call.
+ * Call after sasl_start(): a SCRAM server-first-message that carries the
+ * downgrade protection hash ("h=", or "d=" of XEP-0474 0.3) is refused
+ * unless the hash matches these lists, and refused when this was never
+ * called.  Returns 0 (always for PLAIN), -1 when no SCRAM exchange is
+ * waiting for its challenge.
+ */
+int		 sasl_set_offered(struct sasl *, const char *const *mechs,
+		    size_t nmechs, const char *const *cbtypes, size_t ncb);
+
+/*
  * Answer a server challenge (raw): for SCRAM the server-first-message; write
  * the client-final-message to `out'.  Returns 0, or -1 with a reason in
  * `*err' (a static string that never holds secrets) when the challenge is
- * malformed, the server nonce does not extend ours, or the iteration count is
- * out of range.  Appends to `out'; the password is wiped once used.
+ * malformed, the server nonce does not extend ours, the iteration count is
+ * out of range, or the XEP-0474 hash does not match the offered lists
+ * ("downgrade attack detected").  Appends to `out'; the password is wiped
+ * once used.
  */
 int		 sasl_step(struct sasl *, const char *challenge, size_t len,
 		    struct buf *out, const char **err);
@@ -68,12 +129,16 @@ int		 sasl_step(struct sasl *, const char *challenge, size_t len,
 /*
  * Check the additional data of <success/> (the server-final-message "v=..."
  * for SCRAM; PLAIN accepts empty data).  Returns 0 when the server proved it
- * knows the password, -1 with a reason in `*err' otherwise.
+ * knows the password, -1 with a reason in `*err' otherwise.  On success a
+ * freshly computed SaltedPassword goes to the cache of sasl_set_cache().
  */
 int		 sasl_finish(struct sasl *, const char *data, size_t len,
 		    const char **err);
 
-/* Forget everything, wiping the secrets from memory. */
+/*
+ * Forget everything, wiping the secrets from memory.  The cache of
+ * sasl_set_cache() is the caller's: it is left alone.
+ */
 void		 sasl_clear(struct sasl *);
 
 #endif

@@ -24,6 +24,7 @@
 #define NS_STREAM_ERR	"urn:ietf:params:xml:ns:xmpp-streams"
 #define NS_PING		"urn:xmpp:ping"
 #define NS_SM		"urn:xmpp:sm:3"
+#define NS_SASL_CB	"urn:xmpp:sasl-cb:0"
 
 /* Stanzas wait in the queue while this much is still unsent on the link. */
 #define LINK_HIGH_WATER	(1u << 20)
@@ -68,6 +69,8 @@ struct session {
 	int			 sm_offered;
 	int			 can_bind;
 	struct sasl		 sasl;
+	struct sasl_cache	 sasl_cache;	/* SaltedPassword for reconnects */
+	int			 scram_pinned;	/* no PLAIN once SCRAM was used */
 	int			 session_required;
 	char			*jid;		/* bound full JID */
 	char			*bind_id;
@@ -514,39 +517,82 @@ send_sasl(struct session *s, const char *name, const char *mech,
 	wipe(payload);
 }
 
+/*
+ * The texts (or attribute `attr') of the `item' children of the `list'
+ * child of `parent', in a new array; their count.
+ */
+static size_t
+children_text(const struct xnode *parent, const char *list, const char *ns,
+    const char *item, const char *attr, const char ***out)
+{
+	const struct xnode *l = xnode_child(parent, list, ns), *c;
+	const char *v;
+	size_t n = 0;
+
+	*out = NULL;
+	if (l == NULL)
+		return 0;
+	for (c = l->child; c != NULL; c = c->next)
+		n++;
+	*out = xcalloc(n + 1, sizeof(**out));
+	n = 0;
+	for (c = l->child; c != NULL; c = c->next) {
+		if (!xnode_is(c, item, ns))
+			continue;
+		v = attr ? xnode_attr(c, attr) : xnode_text((struct xnode *)c);
+		if (v != NULL)
+			(*out)[n++] = v;
+	}
+	return n;
+}
+
 static void
 start_auth(struct session *s, const struct xnode *features)
 {
-	const struct xnode *mechs, *m;
-	const char *offered[16];
-	size_t n = 0;
+	const char **offered = NULL, **cbtypes = NULL;
+	size_t n, ncb;
 	enum sasl_mech mech;
 	struct buf initial;
+	int rc;
 
-	mechs = xnode_child(features, "mechanisms", NS_SASL);
-	if (mechs != NULL)
-		for (m = mechs->child; m != NULL && n < 16; m = m->next)
-			if (xnode_is(m, "mechanism", NS_SASL))
-				offered[n++] = xnode_text((struct xnode *)m);
+	n = children_text(features, "mechanisms", NS_SASL, "mechanism",
+	    NULL, &offered);
+	ncb = children_text(features, "sasl-channel-binding", NS_SASL_CB,
+	    "channel-binding", "type", &cbtypes);
 	mech = sasl_select(s->conf->sasl_mechanisms, offered, n,
 	    link_encrypted(s->link));
+	if (mech != SASL_NONE && s->scram_pinned && !sasl_is_scram(mech)) {
+		fail(s, "SASL: SCRAM was used with this server before, "
+		    "refusing to fall back to PLAIN");
+		goto out;
+	}
 	if (mech == SASL_NONE) {
 		fail(s, n == 0 ? "SASL: the server offers no mechanism" :
 		    "SASL: no mechanism in sasl_mechanisms is offered "
 		    "(PLAIN needs TLS)");
-		return;
+		goto out;
 	}
 	buf_init(&initial);
-	if (sasl_start(&s->sasl, mech, s->conf->user, s->conf->password, NULL,
-	    &initial) != 0) {
+	rc = sasl_start(&s->sasl, mech, s->conf->user, s->conf->password,
+	    NULL, &initial);
+	if (rc == 0) {
+		sasl_set_cache(&s->sasl, &s->sasl_cache);
+		/* XEP-0474: what the server offered, to check for downgrade. */
+		rc = sasl_set_offered(&s->sasl, offered, n, cbtypes, ncb);
+	}
+	if (rc != 0) {
+		wipe(&initial);
 		buf_free(&initial);
 		fail(s, "SASL: cannot start");
-		return;
+		goto out;
 	}
 	log_debug("SASL: authenticating with %s", sasl_mech_name(mech));
 	send_sasl(s, "auth", sasl_mech_name(mech), &initial);
 	buf_free(&initial);
 	set_state(s, ST_AUTHENTICATE, sasl_mech_name(mech));
+out:
+	free(offered);
+	free(cbtypes);
 }
 
 static void
@@ -594,8 +640,11 @@ sasl_success(struct session *s, struct xnode *e)
 		fail(s, reason);
 		return;
 	}
-	log_info("authenticated as %s@%s with %s", s->conf->user,
-	    s->conf->domain, sasl_mech_name(s->sasl.mech));
+	log_info("authenticated as %s@%s with %s%s", s->conf->user,
+	    s->conf->domain, sasl_mech_name(s->sasl.mech),
+	    sasl_cache_hit(&s->sasl) ? " (cached key)" : "");
+	if (sasl_is_scram(s->sasl.mech))
+		s->scram_pinned = 1;
 	sasl_clear(&s->sasl);
 	stream_reset(s->stream);
 	set_state(s, ST_BIND, NULL);
@@ -628,6 +677,10 @@ sasl_failure(struct session *s, struct xnode *e)
 	char reason[256];
 
 	describe_error(e, NS_SASL, "SASL failure: ", reason, sizeof(reason));
+	/* A failed SCRAM must not be retried with something weaker. */
+	if (sasl_is_scram(s->sasl.mech))
+		s->scram_pinned = 1;
+	sasl_cache_clear(&s->sasl_cache);
 	/* A wrong password stays wrong: do not hammer the server. */
 	fail_after(s, reason, 1);
 }
@@ -1154,6 +1207,8 @@ session_restart(struct session *s)
 {
 	/* Another account or resource: the old session is not ours to resume. */
 	sm_forget(&s->sm, &s->queue);
+	sasl_cache_clear(&s->sasl_cache);
+	s->scram_pinned = 0;
 	if (s->state == ST_BINDED)
 		fail(s, "configuration changed");
 	else {
@@ -1207,6 +1262,7 @@ session_free(struct session *s)
 	link_free(s->link);
 	stream_free(s->stream);
 	sasl_clear(&s->sasl);
+	sasl_cache_clear(&s->sasl_cache);
 	free(s->jid);
 	buf_free(&s->scratch);
 	uv_close((uv_handle_t *)&s->handshake, NULL);

@@ -1,6 +1,8 @@
 /*
  * SASL mechanisms against the RFC 5802 and RFC 7677 examples, a SCRAM-SHA-512
- * vector computed with Python, and the ways a server can get it wrong.
+ * vector computed with Python, and the ways a server can get it wrong; the
+ * SaltedPassword cache; XEP-0474 downgrade protection against the XEP's
+ * examples and vectors computed with Python.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -61,6 +63,55 @@
 			"Rl+rvkNvUSsL9fsT0nkGNiuSlwokO61VS2t2pw=="
 #define SHA512_SFINAL	"v=FT5DN9VKEBZ9kEjVKQ/Z3b/qXCfi7E1W4Ydq/IeDoEDcjIpe" \
 			"Cnv+bJA9RunWsXxyHdfCg3ehoPk9vlnwQN5jag=="
+
+/*
+ * XEP-0474 vectors from /usr/bin/python3 (the first two reproduce the
+ * examples of XEP-0474 0.5.0, "h=", and 0.3.0, "d="):
+ *
+ *	import base64, hashlib, hmac
+ *	def ssdp(h, mechs, cbs, sep="\x1e", lsep="\x1f"):
+ *	    s = sep.join(sorted(mechs))
+ *	    if cbs:
+ *	        s += lsep + sep.join(sorted(cbs))
+ *	    return base64.b64encode(hashlib.new(h, s.encode()).digest()).decode()
+ *	print(ssdp("sha1", ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"],
+ *	    ["tls-server-end-point", "tls-exporter"]))
+ *	print(ssdp("sha1", ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"],
+ *	    ["tls-server-end-point", "tls-exporter"], ",", "|"))
+ *	# Full SCRAM-SHA-256 exchange with "h="
+ *	h = hashlib.sha256
+ *	user, pw = "user", "pencil"
+ *	cnonce, snonce = "rOprNGfwEbeRWgbNEkqO", "clawsd-ssdp"
+ *	salt, it = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096
+ *	mechs = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]
+ *	cbs = ["tls-server-end-point", "tls-exporter"]
+ *	cfb = "n=%s,r=%s" % (user, cnonce)
+ *	sf = "r=%s%s,s=%s,i=%d,h=%s" % (cnonce, snonce,
+ *	    base64.b64encode(salt).decode(), it, ssdp("sha256", mechs, cbs))
+ *	cfwp = "c=biws,r=%s%s" % (cnonce, snonce)
+ *	am = ",".join((cfb, sf, cfwp)).encode()
+ *	sp = hashlib.pbkdf2_hmac("sha256", pw.encode(), salt, it)
+ *	ck = hmac.new(sp, b"Client Key", h).digest()
+ *	cs = hmac.new(h(ck).digest(), am, h).digest()
+ *	sk = hmac.new(sp, b"Server Key", h).digest()
+ *	print(sf)
+ *	print(cfwp + ",p=" + base64.b64encode(
+ *	    bytes(a ^ b for a, b in zip(ck, cs))).decode())
+ *	print("v=" + base64.b64encode(hmac.new(sk, am, h).digest()).decode())
+ *	# "d=" of XEP-0474 0.3 for SCRAM-SHA-512, no channel binding
+ *	print(ssdp("sha512", ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1",
+ *	    "PLAIN"], [], ",", "|"))
+ */
+#define SSDP_H_SHA1	"G6k/rBLDqgOhRRaCuuatSDFkJ08="
+#define SSDP_D_SHA1	"dRc3RenuSY9ypgPpERowoaySQZY="
+#define SSDP_SFIRST	"r=rOprNGfwEbeRWgbNEkqOclawsd-ssdp," \
+			"s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096," \
+			"h=n1xb5ywFwgC0CeBi3yOR59+yoM7x2+FqqjQJOg7bmtA="
+#define SSDP_CFINAL	"c=biws,r=rOprNGfwEbeRWgbNEkqOclawsd-ssdp," \
+			"p=WQmq0Il4gsbtzhR2fcnvYE5a+8PQ+r94Tej24nm8D+M="
+#define SSDP_SFINAL	"v=GQIDthIXBezGqm3MuQrB7k0mBOFMQkzTg54C9DytOAY="
+#define SSDP_D_SHA512	"QW6vaCcOmtRfUWzeTQZcSXQv1nlGRlddpDrqwQXwiV6sNbkh" \
+			"BzfMTKBKu9NoBTqYPMQ9nIeovME9w0gckez6pA=="
 
 struct vector {
 	enum sasl_mech	 mech;
@@ -492,13 +543,367 @@ test_random_nonce(void **state)
 	buf_free(&ob);
 }
 
+/* Start `v' on `cache' and answer its server-first-message. */
+static void
+cached_to_final(struct sasl *s, const struct vector *v, const char *password,
+    struct sasl_cache *cache, int want_hit)
+{
+	struct buf out;
+	const char *err = NULL;
+
+	buf_init(&out);
+	assert_int_equal(sasl_start(s, v->mech, v->user, password, v->cnonce,
+	    &out), 0);
+	sasl_set_cache(s, cache);
+	buf_reset(&out, 0);
+	assert_int_equal(sasl_step(s, v->sfirst, strlen(v->sfirst), &out,
+	    &err), 0);
+	assert_int_equal(sasl_cache_hit(s), want_hit);
+	if (strcmp(password, v->password) == 0 || want_hit)
+		assert_string_equal(buf_cstr(&out), v->cfinal);
+	else
+		assert_string_not_equal(buf_cstr(&out), v->cfinal);
+	buf_free(&out);
+}
+
+static void
+assert_cache_empty(const struct sasl_cache *c)
+{
+	static const struct sasl_cache zero;
+
+	assert_memory_equal(c, &zero, sizeof(zero));
+}
+
+/*
+ * The second login with the same mechanism, user, salt and iteration count
+ * takes SaltedPassword from the cache: even a wrong password then yields
+ * the proof of the right one, which PBKDF2 could not have produced.
+ */
+static void
+test_cache_reuse(void **state)
+{
+	struct sasl_cache cache;
+	struct sasl s;
+	const char *err = NULL;
+
+	(void)state;
+	memset(&cache, 0, sizeof(cache));
+	cached_to_final(&s, &sha1_vec, "pencil", &cache, 0);
+	/* Nothing is cached before the server has proved itself. */
+	assert_int_equal(cache.valid, 0);
+	assert_int_equal(sasl_finish(&s, SHA1_SFINAL, strlen(SHA1_SFINAL),
+	    &err), 0);
+	sasl_clear(&s);
+	assert_int_equal(cache.valid, 1);
+	assert_int_equal(cache.mech, SASL_SCRAM_SHA_1);
+	assert_string_equal(cache.authcid, "user");
+	assert_int_equal(cache.iter, 4096);
+	assert_int_equal(cache.saltlen, 12);
+
+	cached_to_final(&s, &sha1_vec, "not-the-password", &cache, 1);
+	assert_int_equal(sasl_finish(&s, SHA1_SFINAL, strlen(SHA1_SFINAL),
+	    &err), 0);
+	sasl_clear(&s);
+	assert_int_equal(cache.valid, 1);
+
+	/* Without the cache the wrong password is wrong again. */
+	cached_to_final(&s, &sha1_vec, "not-the-password", NULL, 0);
+	sasl_clear(&s);
+
+	sasl_cache_clear(&cache);
+	assert_cache_empty(&cache);
+	cached_to_final(&s, &sha1_vec, "pencil", &cache, 0);
+	sasl_clear(&s);
+	/* Cleared before finishing: the fresh value is gone with it. */
+	assert_cache_empty(&cache);
+	sasl_cache_clear(&cache);
+}
+
+/* Each of mechanism, user, salt and iteration count must match. */
+static void
+check_cache_miss(struct sasl_cache *cache, enum sasl_mech mech,
+    const char *user, const char *sfirst)
+{
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	buf_init(&out);
+	assert_int_equal(sasl_start(&s, mech, user, "pencil", SHA1_CNONCE,
+	    &out), 0);
+	sasl_set_cache(&s, cache);
+	assert_int_equal(sasl_step(&s, sfirst, strlen(sfirst), &out, &err), 0);
+	assert_int_equal(sasl_cache_hit(&s), 0);
+	sasl_clear(&s);
+	/* The entry that did not match is still there. */
+	assert_int_equal(cache->valid, 1);
+	assert_int_equal(cache->mech, SASL_SCRAM_SHA_1);
+	assert_int_equal(cache->iter, 4096);
+	buf_free(&out);
+}
+
+static void
+test_cache_miss(void **state)
+{
+	struct sasl_cache cache;
+	struct sasl s;
+	const char *err = NULL;
+
+	(void)state;
+	memset(&cache, 0, sizeof(cache));
+	cached_to_final(&s, &sha1_vec, "pencil", &cache, 0);
+	assert_int_equal(sasl_finish(&s, SHA1_SFINAL, strlen(SHA1_SFINAL),
+	    &err), 0);
+	sasl_clear(&s);
+
+	check_cache_miss(&cache, SASL_SCRAM_SHA_256, "user", SHA1_SFIRST);
+	check_cache_miss(&cache, SASL_SCRAM_SHA_1, "resu", SHA1_SFIRST);
+	check_cache_miss(&cache, SASL_SCRAM_SHA_1, "user", R "," S ",i=4095");
+	check_cache_miss(&cache, SASL_SCRAM_SHA_1, "user",
+	    R ",s=QSXCR+Q6sek8bf93,i=4096");
+	check_cache_miss(&cache, SASL_SCRAM_SHA_1, "user",
+	    R ",s=QSXCR+Q6sek8bf92AA==,i=4096");
+	cached_to_final(&s, &sha1_vec, "pencil", &cache, 1);
+	sasl_clear(&s);
+
+	/* A verified login with other parameters replaces the entry. */
+	cached_to_final(&s, &sha256_vec, "pencil", &cache, 0);
+	assert_int_equal(cache.mech, SASL_SCRAM_SHA_1);
+	assert_int_equal(sasl_finish(&s, SHA256_SFINAL, strlen(SHA256_SFINAL),
+	    &err), 0);
+	sasl_clear(&s);
+	assert_int_equal(cache.mech, SASL_SCRAM_SHA_256);
+	cached_to_final(&s, &sha256_vec, "x", &cache, 1);
+	sasl_clear(&s);
+	cached_to_final(&s, &sha1_vec, "pencil", &cache, 0);
+	sasl_clear(&s);
+	sasl_cache_clear(&cache);
+}
+
+/* A wrong password, or a server that does not prove itself, caches nothing. */
+static void
+test_cache_unverified(void **state)
+{
+	struct sasl_cache cache;
+	struct sasl s;
+	const char *err = NULL;
+	char bad[128];
+
+	(void)state;
+	memset(&cache, 0, sizeof(cache));
+	cached_to_final(&s, &sha1_vec, "pencils", &cache, 0);
+	assert_int_equal(sasl_finish(&s, SHA1_SFINAL, strlen(SHA1_SFINAL),
+	    &err), -1);
+	assert_string_equal(err, "server signature mismatch");
+	sasl_clear(&s);
+	assert_cache_empty(&cache);
+
+	cached_to_final(&s, &sha1_vec, "pencil", &cache, 0);
+	assert_int_equal(sasl_finish(&s, "e=other-error", 13, &err), -1);
+	sasl_clear(&s);
+	assert_cache_empty(&cache);
+
+	snprintf(bad, sizeof(bad), "%s", SHA1_SFINAL);
+	bad[2] = bad[2] == 'A' ? 'B' : 'A';
+	cached_to_final(&s, &sha1_vec, "pencil", &cache, 0);
+	assert_int_equal(sasl_finish(&s, bad, strlen(bad), &err), -1);
+	sasl_clear(&s);
+	assert_cache_empty(&cache);
+
+	/* PLAIN has no SaltedPassword. */
+	{
+		struct buf out;
+
+		buf_init(&out);
+		assert_int_equal(sasl_start(&s, SASL_PLAIN, "tim", "tanstaaf",
+		    NULL, &out), 0);
+		sasl_set_cache(&s, &cache);
+		assert_int_equal(sasl_finish(&s, "", 0, &err), 0);
+		assert_int_equal(sasl_cache_hit(&s), 0);
+		sasl_clear(&s);
+		buf_free(&out);
+	}
+	assert_cache_empty(&cache);
+}
+
+static const char *const spec_mechs[] = { "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1" };
+static const char *const spec_cbs[] = {
+	"tls-server-end-point", "tls-exporter",
+};
+
+/*
+ * Answer `sfirst' (for the RFC 5802 nonce and password) after telling the
+ * exchange what was offered; `mechs' NULL: sasl_set_offered() not called.
+ */
+static void
+check_ssdp(enum sasl_mech mech, const char *sfirst,
+    const char *const *mechs, size_t nmechs, const char *const *cbs,
+    size_t ncb, const char *want_err)
+{
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	buf_init(&out);
+	assert_int_equal(sasl_start(&s, mech, "user", "pencil", SHA1_CNONCE,
+	    &out), 0);
+	if (mechs != NULL)
+		assert_int_equal(sasl_set_offered(&s, mechs, nmechs, cbs, ncb),
+		    0);
+	buf_reset(&out, 0);
+	if (want_err == NULL) {
+		assert_int_equal(sasl_step(&s, sfirst, strlen(sfirst), &out,
+		    &err), 0);
+		assert_true(out.len > 0);
+	} else {
+		assert_int_equal(sasl_step(&s, sfirst, strlen(sfirst), &out,
+		    &err), -1);
+		assert_string_equal(err, want_err);
+		assert_int_equal(out.len, 0);
+	}
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+#define ATTACK	"downgrade attack detected"
+
+/* The hash matches what we saw offered: go on. */
+static void
+test_ssdp_match(void **state)
+{
+	static const char *const mechs256[] = {
+		"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
+	};
+	/* Another order than the server's: the hash sorts them. */
+	static const char *const mechs512[] = {
+		"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512",
+	};
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	(void)state;
+	/* A full exchange: the attribute is part of the signed AuthMessage. */
+	buf_init(&out);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_256, "user", "pencil",
+	    SHA256_CNONCE, &out), 0);
+	assert_int_equal(sasl_set_offered(&s, mechs256, 4, spec_cbs, 2), 0);
+	buf_reset(&out, 0);
+	assert_int_equal(sasl_step(&s, SSDP_SFIRST, strlen(SSDP_SFIRST), &out,
+	    &err), 0);
+	assert_string_equal(buf_cstr(&out), SSDP_CFINAL);
+	assert_int_equal(sasl_finish(&s, SSDP_SFINAL, strlen(SSDP_SFINAL),
+	    &err), 0);
+	sasl_clear(&s);
+	buf_free(&out);
+
+	/* The XEP's examples, current ("h=") and 0.3 ("d=", ejabberd). */
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=" SSDP_H_SHA1,
+	    spec_mechs, 2, spec_cbs, 2, NULL);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,d=" SSDP_D_SHA1,
+	    spec_mechs, 2, spec_cbs, 2, NULL);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,d=" SSDP_D_SHA1
+	    ",x=y,h=" SSDP_H_SHA1, spec_mechs, 2, spec_cbs, 2, NULL);
+	check_ssdp(SASL_SCRAM_SHA_512, "r=" SHA1_CNONCE "srv," S ",i=4096,"
+	    "d=" SSDP_D_SHA512, mechs512, 4, NULL, 0, NULL);
+}
+
+/* The lists we saw are not the ones the server sent: refuse. */
+static void
+test_ssdp_mismatch(void **state)
+{
+	static const char *const sha1_only[] = { "SCRAM-SHA-1" };
+	static const char *const cb_one[] = { "tls-server-end-point" };
+	static const char *const mechs512[] = {
+		"SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1",
+	};
+
+	(void)state;
+	/* A mechanism, a channel-binding type, or all of these stripped. */
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=" SSDP_H_SHA1,
+	    sha1_only, 1, spec_cbs, 2, ATTACK);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=" SSDP_H_SHA1,
+	    spec_mechs, 2, cb_one, 1, ATTACK);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=" SSDP_H_SHA1,
+	    spec_mechs, 2, NULL, 0, ATTACK);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,d=" SSDP_D_SHA1,
+	    sha1_only, 1, spec_cbs, 2, ATTACK);
+	check_ssdp(SASL_SCRAM_SHA_512, "r=" SHA1_CNONCE "srv," S ",i=4096,"
+	    "d=" SSDP_D_SHA512, mechs512, 3, NULL, 0, ATTACK);
+	/* One version's hash under the other's name. */
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=" SSDP_D_SHA1,
+	    spec_mechs, 2, spec_cbs, 2, ATTACK);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,d=" SSDP_H_SHA1,
+	    spec_mechs, 2, spec_cbs, 2, ATTACK);
+	/* Hashed with another function than the mechanism's. */
+	check_ssdp(SASL_SCRAM_SHA_256, R "," S ",i=4096,h=" SSDP_H_SHA1,
+	    spec_mechs, 2, spec_cbs, 2, ATTACK);
+	/* One of two is wrong. */
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=" SSDP_H_SHA1
+	    ",d=" SSDP_H_SHA1, spec_mechs, 2, spec_cbs, 2, ATTACK);
+	/* Malformed values. */
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=", spec_mechs, 2,
+	    spec_cbs, 2, ATTACK);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=G6k/rBLDqgOhRRaCuuat",
+	    spec_mechs, 2, spec_cbs, 2, ATTACK);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=" SSDP_H_SHA1 "AAAA",
+	    spec_mechs, 2, spec_cbs, 2, ATTACK);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=G6k/rBLDqgOhRRaCuua"
+	    "tSDFkJ08", spec_mechs, 2, spec_cbs, 2, ATTACK);
+	/* A hash we cannot check, because nobody told us what was offered. */
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,h=" SSDP_H_SHA1, NULL, 0,
+	    NULL, 0, "downgrade protection without the offered mechanisms");
+}
+
+/* No hash: nothing to check, whatever we were told. */
+static void
+test_ssdp_absent(void **state)
+{
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	(void)state;
+	check_ssdp(SASL_SCRAM_SHA_1, SHA1_SFIRST, spec_mechs, 2, spec_cbs, 2,
+	    NULL);
+	check_ssdp(SASL_SCRAM_SHA_1, R "," S ",i=4096,x=h=" SSDP_D_SHA1,
+	    spec_mechs, 2, NULL, 0, NULL);
+	check_ssdp(SASL_SCRAM_SHA_1, SHA1_SFIRST, NULL, 0, NULL, 0, NULL);
+
+	/* sasl_set_offered() wants an exchange waiting for its challenge. */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(sasl_set_offered(&s, spec_mechs, 2, NULL, 0), -1);
+	run_to_final(&s, &sha1_vec);
+	assert_int_equal(sasl_set_offered(&s, spec_mechs, 2, NULL, 0), -1);
+	sasl_clear(&s);
+	/* PLAIN has nothing to protect it with, and takes it quietly. */
+	plain_first(&s, &out);
+	assert_int_equal(sasl_set_offered(&s, spec_mechs, 2, NULL, 0), 0);
+	assert_int_equal(sasl_finish(&s, "", 0, &err), 0);
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+static void
+test_is_scram(void **state)
+{
+	(void)state;
+	assert_true(sasl_is_scram(SASL_SCRAM_SHA_512));
+	assert_true(sasl_is_scram(SASL_SCRAM_SHA_256));
+	assert_true(sasl_is_scram(SASL_SCRAM_SHA_1));
+	assert_false(sasl_is_scram(SASL_PLAIN));
+	assert_false(sasl_is_scram(SASL_NONE));
+}
+
 static void
 test_clear(void **state)
 {
 	static const unsigned char zero[SASL_MAX_HASH];
+	struct sasl_cache cache;
 	struct sasl s;
 
 	(void)state;
+	memset(&cache, 0, sizeof(cache));
 	run_to_final(&s, &sha256_vec);
 	sasl_clear(&s);
 	assert_null(s.authcid);
@@ -506,6 +911,13 @@ test_clear(void **state)
 	assert_null(s.client_first_bare);
 	assert_null(s.auth_message);
 	assert_memory_equal(s.server_key, zero, sizeof(zero));
+	/* A fresh SaltedPassword waiting for the server's proof goes too. */
+	cached_to_final(&s, &sha256_vec, "pencil", &cache, 0);
+	assert_int_equal(s.pending.valid, 1);
+	sasl_clear(&s);
+	assert_cache_empty(&s.pending);
+	assert_null(s.cache);
+	assert_cache_empty(&cache);
 	/* Clearing twice is harmless. */
 	sasl_clear(&s);
 }
@@ -529,6 +941,13 @@ main(void)
 		cmocka_unit_test(test_out_of_order),
 		cmocka_unit_test(test_random_nonce),
 		cmocka_unit_test(test_clear),
+		cmocka_unit_test(test_cache_reuse),
+		cmocka_unit_test(test_cache_miss),
+		cmocka_unit_test(test_cache_unverified),
+		cmocka_unit_test(test_ssdp_match),
+		cmocka_unit_test(test_ssdp_mismatch),
+		cmocka_unit_test(test_ssdp_absent),
+		cmocka_unit_test(test_is_scram),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
