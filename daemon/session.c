@@ -13,6 +13,7 @@
 #include "session.h"
 #include "sm.h"
 #include "squeue.h"
+#include "srv.h"
 #include "stream.h"
 #include "xmlw.h"
 
@@ -66,6 +67,12 @@ struct session {
 	uint64_t		 delay_ms;	/* next wait in Retrying */
 	unsigned		 seed;		/* jitter only, not secrets */
 	char			*redirect;	/* see-other-host, for one try */
+	struct srv_query	*srvq;		/* SRV lookup under way */
+	struct srv_target	*targets;	/* from SRV, tried in order */
+	size_t			 ntargets;
+	size_t			 next_target;
+	int			 resolved;	/* SRV done for this round */
+	int			 tried_domain;	/* the last resort is used */
 	int			 sm_offered;
 	int			 can_bind;
 	struct sasl		 sasl;
@@ -211,6 +218,25 @@ clear_connection(struct session *s)
 }
 
 static void
+forget_targets(struct session *s)
+{
+	if (s->srvq != NULL)
+		srv_cancel(s->srvq);
+	s->srvq = NULL;
+	srv_free_list(s->targets, s->ntargets);
+	s->targets = NULL;
+	s->ntargets = s->next_target = 0;
+	s->resolved = s->tried_domain = 0;
+}
+
+/* Are there SRV targets, or the domain itself, not tried this round? */
+static int
+targets_left(const struct session *s)
+{
+	return s->resolved && !s->tried_domain;
+}
+
+static void
 finish_stop(struct session *s)
 {
 	if (s->stopped)
@@ -219,6 +245,7 @@ finish_stop(struct session *s)
 	clear_connection(s);
 	uv_timer_stop(&s->retry);
 	uv_timer_stop(&s->stop_timer);
+	forget_targets(s);
 	set_state(s, ST_DISCONNECTED, "shutdown");
 	s->cb->stopped(s->arg);
 }
@@ -256,6 +283,12 @@ fail_after(struct session *s, const char *reason, int wait_max)
 		finish_stop(s);
 		return;
 	}
+	/* A target that cannot be reached: the next one, at once. */
+	if (s->state <= ST_STREAM_INIT && targets_left(s)) {
+		connect_now(s);
+		return;
+	}
+	forget_targets(s);
 	status_disconnected(s, reason, was_up);
 	wait = s->redirect != NULL ? 0 : next_delay(s, wait_max);
 	snprintf(detail, sizeof(detail), "in %.1f s: %s", (double)wait / 1000,
@@ -304,30 +337,96 @@ redirect_target(const char *to, char *host, size_t size, int *port)
 }
 
 static void
+dial(struct session *s, const char *host, int port, int direct,
+    const char *why)
+{
+	const struct conf *c = s->conf;
+
+	log_info("connecting to %s port %d (%s%s%s)", host, port,
+	    direct ? "direct TLS" : c->tls == CONF_TLS_NONE ? "no TLS" :
+	    "STARTTLS", why ? ", " : "", why ? why : "");
+	if (c->tls != CONF_TLS_NONE && !c->tls_verify)
+		log_warn("TLS certificate verification is off (tls_verify = no)");
+	link_connect(s->link, host, port, c->domain, direct);
+}
+
+/* The next SRV target, then (SPEC section 2) the domain itself. */
+static void
+next_target(struct session *s)
+{
+	const struct conf *c = s->conf;
+	const struct srv_target *t;
+
+	while (s->next_target < s->ntargets) {
+		t = &s->targets[s->next_target++];
+		/* tls = direct: never a stream that starts in plaintext. */
+		if (c->tls == CONF_TLS_DIRECT && !t->direct)
+			continue;
+		dial(s, t->host, t->port, t->direct, "from SRV");
+		return;
+	}
+	s->tried_domain = 1;
+	dial(s, c->domain, conf_port(c), c->tls == CONF_TLS_DIRECT, NULL);
+}
+
+static void
+on_srv(void *arg, enum srv_status status, struct srv_target *list, size_t n,
+    const char *err)
+{
+	struct session *s = arg;
+
+	s->srvq = NULL;
+	s->resolved = 1;
+	s->targets = list;
+	s->ntargets = n;
+	s->next_target = 0;
+	if (err != NULL)
+		log_info("DNS SRV: %s", err);
+	if (status == SRV_NOT_OFFERED) {
+		/* RFC 6120 3.2.1: the domain says it has no client service. */
+		s->tried_domain = 1;
+		fail(s, err ? err : "DNS SRV: no XMPP client service");
+		return;
+	}
+	next_target(s);
+}
+
+/*
+ * Where an attempt goes: a see-other-host redirect, the configured host,
+ * or the SRV targets of the domain and then the domain itself.
+ */
+static void
 connect_now(struct session *s)
 {
 	const struct conf *c = s->conf;
-	const char *host = c->host ? c->host : c->domain;
-	int port = conf_port(c);
 	char target[256];
+	int port = conf_port(c);
 
-	if (s->redirect != NULL) {
-		redirect_target(s->redirect, target, sizeof(target), &port);
-		host = target;
-		free(s->redirect);
-		s->redirect = NULL;
-	}
 	set_state(s, ST_CONNECTING, NULL);
-	log_info("connecting to %s port %d (%s)", host, port,
-	    c->tls == CONF_TLS_DIRECT ? "direct TLS" :
-	    c->tls == CONF_TLS_STARTTLS ? "STARTTLS" : "no TLS");
-	if (c->tls != CONF_TLS_NONE && !c->tls_verify)
-		log_warn("TLS certificate verification is off (tls_verify = no)");
 	stream_reset(s->stream);
 	uv_timer_start(&s->handshake, on_handshake_timeout,
 	    (uint64_t)c->connect_timeout * 1000, 0);
-	link_connect(s->link, host, port, c->domain,
-	    c->tls == CONF_TLS_DIRECT);
+	if (s->redirect != NULL) {
+		redirect_target(s->redirect, target, sizeof(target), &port);
+		free(s->redirect);
+		s->redirect = NULL;
+		dial(s, target, port, c->tls == CONF_TLS_DIRECT,
+		    "see-other-host");
+		return;
+	}
+	if (c->host != NULL) {
+		dial(s, c->host, port, c->tls == CONF_TLS_DIRECT, NULL);
+		return;
+	}
+	if (s->resolved) {
+		next_target(s);
+		return;
+	}
+	s->srvq = srv_resolve(s->loop, c->domain, on_srv, s);
+	if (s->srvq == NULL) {
+		s->resolved = 1;
+		next_target(s);
+	}
 }
 
 static void
@@ -1205,6 +1304,7 @@ session_start(struct session *s)
 void
 session_restart(struct session *s)
 {
+	forget_targets(s);
 	/* Another account or resource: the old session is not ours to resume. */
 	sm_forget(&s->sm, &s->queue);
 	sasl_cache_clear(&s->sasl_cache);
