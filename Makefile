@@ -17,7 +17,7 @@ ifneq ($(shell grep -s XML_SetReparseDeferralEnabled /usr/include/expat.h),)
 CPPFLAGS += -DHAVE_XML_REPARSE_DEFERRAL
 endif
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null) \
-	   -lmbedtls -lmbedx509 -lmbedcrypto
+	   -lmbedtls -lmbedx509 -lmbedcrypto -lresolv
 
 B	 = build
 COMMON_SRC = $(wildcard common/*.c)
