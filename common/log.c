@@ -1,8 +1,11 @@
+#include <sys/stat.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -17,12 +20,23 @@ static const char *const log_names[] = { "error", "warn", "info", "debug" };
 /* syslog priorities: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG */
 static const int log_prio[] = { 3, 4, 6, 7 };
 
+/*
+ * JOURNAL_STREAM is inherited by children whose stderr may go elsewhere:
+ * it counts only when it names the device and inode of our stderr
+ * (systemd.exec(5)).
+ */
 void
 log_init(void)
 {
 	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
 
-	log_journal = js != NULL && *js != '\0';
+	log_journal = js != NULL &&
+	    sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
+	    fstat(STDERR_FILENO, &st) == 0 &&
+	    (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
 }
 
 void
