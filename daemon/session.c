@@ -87,6 +87,7 @@ struct session {
 	struct squeue		 queue;		/* from clients, not yet sent */
 	struct sm		 sm;
 	int			 stopping;
+	int			 closing;	/* our </stream:stream> is out */
 	int			 stopped;
 	struct buf		 scratch;
 };
@@ -211,6 +212,7 @@ clear_connection(struct session *s)
 	s->ping_sent = 0;
 	s->session_required = 0;
 	s->sm_offered = s->can_bind = 0;
+	s->closing = 0;
 	sm_lost(&s->sm);
 	/* Without a session to resume, client stanzas go out again anew. */
 	if (!sm_resumable(&s->sm))
@@ -511,7 +513,7 @@ static const struct link_cb link_cb = {
 static int
 can_send(const struct session *s)
 {
-	if (s->state != ST_BINDED)
+	if (s->state != ST_BINDED || s->closing)
 		return 0;
 	if (s->stopping)
 		return 1;
@@ -1229,6 +1231,17 @@ on_stream_element(void *arg, const struct stream_elem *e)
 	negotiation(s, e->tree);
 }
 
+/* The old stream of a changed configuration is closed: connect anew. */
+static void
+reopen(struct session *s)
+{
+	uv_timer_stop(&s->stop_timer);
+	log_info("reconnecting with the new configuration");
+	status_disconnected(s, "configuration changed", 1);
+	clear_connection(s);
+	connect_now(s);
+}
+
 static void
 on_stream_close(void *arg)
 {
@@ -1237,6 +1250,10 @@ on_stream_close(void *arg)
 	if (s->stopping) {
 		log_info("stream closed");
 		finish_stop(s);
+		return;
+	}
+	if (s->closing) {
+		reopen(s);
 		return;
 	}
 	fail(s, "stream closed by the server");
@@ -1301,6 +1318,18 @@ session_start(struct session *s)
 	connect_now(s);
 }
 
+static void
+on_stop_timeout(uv_timer_t *t)
+{
+	struct session *s = t->data;
+
+	log_warn("the server did not close its stream in time");
+	if (s->stopping)
+		finish_stop(s);
+	else
+		reopen(s);
+}
+
 void
 session_restart(struct session *s)
 {
@@ -1309,22 +1338,20 @@ session_restart(struct session *s)
 	sm_forget(&s->sm, &s->queue);
 	sasl_cache_clear(&s->sasl_cache);
 	s->scram_pinned = 0;
-	if (s->state == ST_BINDED)
-		fail(s, "configuration changed");
-	else {
-		clear_connection(s);
-		uv_timer_stop(&s->retry);
-		connect_now(s);
+	if (s->closing)
+		return;
+	if (s->state == ST_BINDED && !s->stopping) {
+		/* Close the old session properly: the server frees it at once
+		 * instead of keeping it for a resumption that never comes. */
+		s->closing = 1;
+		send_raw(s, "</stream:stream>", 16);
+		uv_timer_start(&s->stop_timer, on_stop_timeout, STOP_TIMEOUT_MS,
+		    0);
+		return;
 	}
-}
-
-static void
-on_stop_timeout(uv_timer_t *t)
-{
-	struct session *s = t->data;
-
-	log_warn("the server did not close its stream in time");
-	finish_stop(s);
+	clear_connection(s);
+	uv_timer_stop(&s->retry);
+	connect_now(s);
 }
 
 void
