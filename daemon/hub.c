@@ -378,6 +378,21 @@ clear_stale(const char *path)
 }
 
 /*
+ * chown only when the group is not already right: the shipped service's
+ * system call filter has no chown at all (~@privileged), and the socket it
+ * creates has the daemon's group, the only one it could set anyway.
+ */
+static int
+set_group(const char *path, gid_t gid)
+{
+	struct stat st;
+
+	if (gid == (gid_t)-1 || (lstat(path, &st) == 0 && st.st_gid == gid))
+		return 0;
+	return chown(path, (uid_t)-1, gid);
+}
+
+/*
  * Bind under a temporary name with no access for anyone else, set the mode
  * and group, then rename into place: the socket is never more open than
  * configured, and a client never finds it half set up.
@@ -413,7 +428,7 @@ bind_socket(const struct conf *conf)
 		return -1;
 	}
 	if (chmod(tmp, conf->socket_mode) != 0 ||
-	    chown(tmp, (uid_t)-1, conf->socket_gid) != 0 ||
+	    set_group(tmp, conf->socket_gid) != 0 ||
 	    listen(fd, 128) != 0 ||
 	    rename(tmp, conf->socket_path) != 0) {
 		log_error("socket: %s: %s", conf->socket_path, strerror(errno));

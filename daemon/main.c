@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "hub.h"
 #include "log.h"
+#include "notify.h"
 #include "session.h"
 
 /* The daemon context: everything the process holds, passed explicitly. */
@@ -24,6 +25,8 @@ struct clawsd {
 	struct session	*session;
 	struct hub	*hub;
 	uv_signal_t	 sigterm, sigint, sighup;
+	uv_timer_t	 watchdog;	/* fed while WATCHDOG_USEC asks */
+	int		 listen_fd;	/* from systemd, or -1 */
 	int		 verbose;	/* -v: debug whatever the file says */
 	int		 stopping;
 };
@@ -66,6 +69,13 @@ on_status(void *arg, const char *line, size_t len, int announce)
 	hub_status(d->hub, line, len, announce);
 }
 
+/* Every state change becomes the STATUS= line systemctl status shows. */
+static void
+on_state(void *arg, const char *name, const char *detail)
+{
+	notify_status(name, detail);
+}
+
 static void
 on_stopped(void *arg)
 {
@@ -76,6 +86,7 @@ on_stopped(void *arg)
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
+	uv_close((uv_handle_t *)&d->watchdog, NULL);
 	log_info("stopped");
 }
 
@@ -90,6 +101,7 @@ on_stanza(void *arg, const char *data, size_t len)
 static const struct session_cb session_cb = {
 	.line = on_line,
 	.status = on_status,
+	.state = on_state,
 	.stopped = on_stopped,
 };
 
@@ -105,6 +117,8 @@ shutdown_daemon(struct clawsd *d, int signum)
 		return;
 	d->stopping = 1;
 	log_info("%s: shutting down", strsignal(signum));
+	notify_send("STOPPING=1\nSTATUS=Shutting down");
+	uv_timer_stop(&d->watchdog);
 	hub_unlisten(d->hub);
 	hub_drain(d->hub);
 	session_stop(d->session);
@@ -118,7 +132,7 @@ apply_log_level(const struct conf *c, int verbose)
 
 /* SIGHUP: a bad file is reported and the running configuration kept. */
 static void
-reload(struct clawsd *d)
+reload_conf(struct clawsd *d)
 {
 	struct conf next;
 	int xmpp, sock;
@@ -131,6 +145,9 @@ reload(struct clawsd *d)
 	}
 	xmpp = conf_xmpp_changed(&d->conf, &next);
 	sock = conf_socket_changed(&d->conf, &next);
+	/* systemd's socket is the socket: path, mode and group do not apply. */
+	if (d->listen_fd >= 0)
+		sock = 0;
 	if (sock)
 		hub_unlisten(d->hub);
 	conf_free(&d->conf);
@@ -145,6 +162,15 @@ reload(struct clawsd *d)
 		log_info("reload: [xmpp] changed, reconnecting");
 		session_restart(d->session);
 	}
+}
+
+/* systemd waits from RELOADING=1 to READY=1, whatever the outcome. */
+static void
+reload(struct clawsd *d)
+{
+	notify_reloading();
+	reload_conf(d);
+	notify_send("READY=1");
 }
 
 static void
@@ -166,9 +192,41 @@ watch_signal(struct clawsd *d, uv_signal_t *h, int signum)
 	uv_signal_start(h, on_signal, signum);
 }
 
+static void
+on_watchdog(uv_timer_t *t)
+{
+	notify_send("WATCHDOG=1");
+}
+
+/*
+ * Feed the watchdog from the event loop itself, at half the interval: if
+ * the loop is stuck, systemd stops hearing from us and restarts the daemon.
+ * Unreferenced, so it never keeps a finished loop alive.
+ */
+static void
+start_watchdog(struct clawsd *d)
+{
+	uint64_t usec = notify_watchdog_usec();
+	uint64_t ms = usec / 2000;
+
+	uv_timer_init(&d->loop, &d->watchdog);
+	d->watchdog.data = d;
+	uv_unref((uv_handle_t *)&d->watchdog);
+	if (usec == 0)
+		return;
+	if (ms == 0)
+		ms = 1;
+	log_debug("watchdog: every %llu ms", (unsigned long long)ms);
+	notify_send("WATCHDOG=1");
+	uv_timer_start(&d->watchdog, on_watchdog, ms, ms);
+}
+
 static int
 run(struct clawsd *d)
 {
+	d->listen_fd = -1;
+	if (notify_listen_fd(&d->listen_fd) < 0)
+		return 1;
 	d->hub = hub_new(&d->loop, &hub_cb, d);
 	d->session = session_new(&d->loop, &session_cb, d);
 	if (d->session == NULL) {
@@ -177,11 +235,14 @@ run(struct clawsd *d)
 	}
 	if (session_configure(d->session, &d->conf) != 0)
 		return 1;
-	if (hub_listen(d->hub, &d->conf, -1) != 0)
+	if (hub_listen(d->hub, &d->conf, d->listen_fd) != 0)
 		return 1;
 	watch_signal(d, &d->sigterm, SIGTERM);
 	watch_signal(d, &d->sigint, SIGINT);
 	watch_signal(d, &d->sighup, SIGHUP);
+	/* Clients can connect from now on: the session comes up on its own. */
+	notify_send("READY=1");
+	start_watchdog(d);
 	session_start(d->session);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	session_free(d->session);

@@ -4,9 +4,12 @@
 # says what to install and exits 1.  Run by `make deps'.
 set -eu
 
+# systemd: systemd-analyze, systemd-sysusers and systemd-tmpfiles check the
+# units (no running systemd needed); mandoc lints the man pages.
 PACKAGES="gcc make pkg-config libuv1-dev libexpat1-dev libmbedtls-dev
-libinih-dev libcmocka-dev prosody python3 python3-slixmpp python3-pytest
-openssl socat ca-certificates"
+libinih-dev libcmocka-dev prosody ejabberd dnsmasq-base python3
+python3-slixmpp python3-pytest openssl socat ca-certificates
+systemd mandoc"
 
 missing=""
 for p in $PACKAGES; do
@@ -28,7 +31,9 @@ fi
 
 echo "clawsd: installing missing Debian packages: $missing" >&2
 
-# Installing prosody would start its system service (on 0.0.0.0:5222...).
+# Installing prosody or ejabberd would start its system service (on
+# 0.0.0.0:5222...; ejabberd also epmd).  dnsmasq-base is the bare binary,
+# without the dnsmasq service.
 # Forbid service starts while installing, with a policy-rc.d of our own;
 # remove it afterwards only if we created it.
 policy=/usr/sbin/policy-rc.d
@@ -50,3 +55,17 @@ fi
 apt-get update
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
+
+# Their postinst also enables the services for the next boot, where they
+# would listen on every address (ejabberd: web admin and MQTT too).  The
+# test suite runs its own instances on loopback: disable what we installed.
+for s in prosody ejabberd; do
+	case " $missing " in
+	*" $s "*) ;;
+	*) continue ;;
+	esac
+	# update-rc.d disables both the init script and the systemd unit
+	update-rc.d "$s" disable >/dev/null 2>&1 || true
+	echo "clawsd: installed $s for the tests, its system service disabled" \
+	    "(systemctl enable $s to use it)" >&2
+done

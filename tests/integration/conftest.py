@@ -1,7 +1,13 @@
 """pytest fixtures for the clawsd integration tests.
 
-One PKI and one Prosody (127.0.0.1, free ports, temp folder) for the whole
-session, with the accounts below; a fresh clawsd per test.
+One PKI for the whole session; one XMPP server at a time, shared by the tests
+(127.0.0.1 and ::1, free ports, temp folder) with the accounts below, and a
+fresh clawsd per test.  The server fixture is parametrized: every test that
+uses it (directly or through `prosody`, `server`, `make_clawsd`, `bot`,
+`peer`...) runs once against Prosody and once against ejabberd, with ids
+like `test_x[prosody]` and `test_x[ejabberd]`.  pytest groups the tests by
+server, so each server starts once.  CLAWSD_TEST_SERVERS=prosody (or
+ejabberd, or a comma-separated list) restricts the run.
 """
 
 import os
@@ -18,6 +24,14 @@ import harness  # noqa: E402
 
 ACCOUNTS = harness.TEST_ACCOUNTS
 
+SERVER_KINDS = [k.strip() for k in
+                (os.environ.get("CLAWSD_TEST_SERVERS") or "prosody,ejabberd").split(",")
+                if k.strip()]
+for _k in SERVER_KINDS:
+    if _k not in harness.SERVERS:
+        raise ValueError("CLAWSD_TEST_SERVERS: unknown server %r (known: %s)"
+                         % (_k, ", ".join(harness.SERVERS)))
+
 
 @pytest.fixture(scope="session")
 def pki():
@@ -26,30 +40,68 @@ def pki():
     p.cleanup()
 
 
-@pytest.fixture(scope="session")
-def prosody_server(pki):
-    srv = harness.Prosody(pki)
+def start_server(kind, pki, users=ACCOUNTS):
+    """A started server of that kind with those accounts (the caller
+    cleans it up)."""
+    srv = harness.make_server(kind, pki)
     try:
-        for user, pw in ACCOUNTS.items():
-            srv.register(user, pw)
+        for user in users:
+            srv.register(user, ACCOUNTS[user])
         srv.start()
     except Exception:
         srv.cleanup()
         raise
+    return srv
+
+
+@pytest.fixture(scope="session", params=SERVER_KINDS)
+def xmpp_server(pki, request):
+    srv = start_server(request.param, pki)
     yield srv
     srv.cleanup()
 
 
 @pytest.fixture
-def prosody(prosody_server, request):
-    """The shared Prosody, (re)started if an earlier test left it stopped.
-    Its log tail is printed at teardown (shown by pytest when a test fails)."""
-    if not prosody_server.running:
-        prosody_server.start()
-    yield prosody_server
-    print("---- prosody log tail:\n%s" % harness.tail(prosody_server.log(), 30))
-    if not prosody_server.running:
-        prosody_server.start()
+def server(xmpp_server):
+    """The shared server under test (Prosody or ejabberd: server.name),
+    (re)started if an earlier test left it stopped.  Its log tail is printed
+    at teardown (shown by pytest when a test fails)."""
+    if not xmpp_server.running:
+        xmpp_server.start()
+    yield xmpp_server
+    print("---- %s log tail:\n%s" % (xmpp_server.name, harness.tail(xmpp_server.log(), 30)))
+    if not xmpp_server.running:
+        xmpp_server.start()
+
+
+@pytest.fixture
+def prosody(server):
+    """The historical name of `server`: whichever server the test runs
+    against, Prosody or ejabberd."""
+    return server
+
+
+@pytest.fixture
+def server_kind(xmpp_server):
+    return xmpp_server.name
+
+
+@pytest.fixture
+def make_server(pki, xmpp_server):
+    """make_server(users=("bot", "peer")) -> a started server of the test's
+    own, of the same kind as the shared one (for tests that kill it, or
+    must not meet the sessions other tests left behind); cleaned up at
+    teardown."""
+    made = []
+
+    def make(users=("bot", "peer")):
+        srv = start_server(xmpp_server.name, pki, users)
+        made.append(srv)
+        return srv
+    yield make
+    for srv in made:
+        print("---- own %s log tail:\n%s" % (srv.name, harness.tail(srv.log(), 30)))
+        srv.cleanup()
 
 
 @pytest.fixture

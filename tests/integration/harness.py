@@ -13,9 +13,11 @@ import os
 import queue
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -28,6 +30,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # the daemon under test; CLAWSD_BIN in the environment overrides (e.g. a
 # build elsewhere, or under valgrind via a wrapper script)
 CLAWSD_BIN = Path(os.environ.get("CLAWSD_BIN") or REPO_ROOT / "clawsd")
+# a command the daemon runs under, e.g. "valgrind --leak-check=full
+# --error-exitcode=99" (`make valgrind`); empty: none
+CLAWSD_WRAPPER = shlex.split(os.environ.get("CLAWSD_WRAPPER", ""))
+# Clawsd.stop() fails (HarnessError) when the daemon's log holds an
+# ASan/LSan/UBSan or valgrind report; CLAWSD_SANITIZER_CHECK=0 turns that off
+SANITIZER_CHECK = os.environ.get("CLAWSD_SANITIZER_CHECK", "1") != "0"
 
 CLAWSD_NS = "urn:x-clawsd"
 CLIENT_NS = "jabber:client"
@@ -54,19 +62,53 @@ def free_port():
     return free_ports(1)[0]
 
 
+def ipv6_loopback():
+    """True if this machine has a usable ::1 (bind and connect work)."""
+    global _IPV6
+    if _IPV6 is None:
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+                s.bind(("::1", 0))
+                s.listen(1)
+                with socket.create_connection(s.getsockname()[:2], timeout=2):
+                    pass
+            _IPV6 = True
+        except OSError:
+            _IPV6 = False
+    return _IPV6
+
+
+_IPV6 = None
+
+
 def free_ports(n):
     """n distinct free TCP ports on 127.0.0.1 (all held open while choosing,
-    so they are distinct)."""
-    socks = []
+    so they are distinct), also free on ::1 when the machine has it (the
+    servers listen on both)."""
+    socks, rejected = [], []
     try:
-        for _ in range(n):
+        while len(socks) < n:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
+            if ipv6_loopback():
+                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                    try:
+                        s6.bind(("::1", s.getsockname()[1]))
+                    except OSError:
+                        rejected.append(s)  # held, so not chosen again
+                        if len(rejected) > 100:
+                            raise HarnessError("no port free on both 127.0.0.1 and ::1")
+                        continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
-        for s in socks:
+        for s in socks + rejected:
             s.close()
+
+
+def listen_hosts():
+    """The loopback addresses the test servers listen on."""
+    return ["127.0.0.1", "::1"] if ipv6_loopback() else ["127.0.0.1"]
 
 
 def wait_until(pred, timeout, interval=0.05, what="condition"):
@@ -248,9 +290,18 @@ def _lua_str(s):
 
 
 class Prosody:
-    """A private Prosody instance on 127.0.0.1: STARTTLS on c2s_port, direct
-    TLS on direct_tls_port, virtual host `domain`, all state in a temporary
-    folder (config, data, pid file, log)."""
+    """A private Prosody instance on 127.0.0.1 (and ::1 if available):
+    STARTTLS on c2s_port, direct TLS on direct_tls_port, virtual host
+    `domain`, all state in a temporary folder (config, data, pid file, log).
+
+    The interface shared with Ejabberd (what the tests may use): name,
+    domain, dir, data_dir, log_path, c2s_port, direct_tls_port, hosts, proc,
+    start(), stop(), restart(), kill(sig), running, register(user, pw),
+    account_exists(user), jid(user), log(), log_mark(), log_since(mark),
+    c2s_connections_since(mark), sasl_failures_since(mark),
+    sasl_successes_since(mark), stream_closed_since(mark, jid), cleanup()."""
+
+    name = "prosody"
 
     def __init__(self, pki, domain="localhost", directory=None, log_level="debug"):
         self.pki = pki
@@ -272,6 +323,8 @@ class Prosody:
         self.pid_path = self.dir / "prosody.pid"
         self.log_level = log_level
         self.c2s_port, self.direct_tls_port = free_ports(2)
+        # 127.0.0.1, and ::1 when the machine has it
+        self.hosts = listen_hosts()
         self.proc = None
         self._console = None
         self.write_config()
@@ -288,8 +341,8 @@ class Prosody:
             # 'prosody' user) refuse or misbehave as root without this.
             lines.append("run_as_root = true")
         lines += [
-            'interfaces = { "127.0.0.1" }',
-            'local_interfaces = { "127.0.0.1" }',
+            "interfaces = { %s }" % ", ".join(map(_lua_str, self.hosts)),
+            "local_interfaces = { %s }" % ", ".join(map(_lua_str, self.hosts)),
             "c2s_ports = { %d }" % self.c2s_port,
             "c2s_direct_tls_ports = { %d }" % self.direct_tls_port,
             "s2s_ports = { }",
@@ -335,7 +388,8 @@ class Prosody:
             if self.proc.poll() is not None:
                 raise HarnessError("prosody exited with %s during start-up\n--- console:\n%s\n--- log:\n%s"
                                    % (self.proc.returncode, tail(self.console()), tail(self.log())))
-            return port_open(self.c2s_port) and port_open(self.direct_tls_port)
+            return all(port_open(p, h) for p in (self.c2s_port, self.direct_tls_port)
+                       for h in self.hosts)
 
         try:
             wait_until(ready, timeout, what="prosody to listen on %d and %d"
@@ -365,11 +419,22 @@ class Prosody:
         self.stop()
         self.start(timeout)
 
+    def kill(self, sig=signal.SIGKILL):
+        """Send sig to the server process (by pid) and, for SIGKILL, reap
+        it.  stop() or start() afterwards clean up as usual."""
+        os.kill(self.proc.pid, sig)
+        if sig == signal.SIGKILL:
+            self.proc.wait(timeout=10)
+
     @property
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
     # -- accounts
+
+    def account_exists(self, user):
+        return (self.data_dir / self.domain.replace(".", "%2e")
+                / "accounts" / (user + ".dat")).exists()
 
     def prosodyctl(self, *args, timeout=30.0):
         # prosodyctl reads --config before the command.  As root it switches
@@ -427,6 +492,35 @@ class Prosody:
             r"(?m)^.*?\s(c2s[0-9a-f]+)\s+debug\s+Sending\[c2s_unauthed\]: "
             r"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'", self.log_since(mark)))
 
+    def sasl_successes_since(self, mark):
+        """[(bare JID, SASL mechanism)] of the authentications Prosody
+        accepted since mark, in order (needs log level debug)."""
+        mech, out = {}, []
+        for m in re.finditer(r"(?m)^.*?\s(c2s[0-9a-f]+)\s+(?:debug\s+Received\[c2s_unauthed\]: "
+                             r"<auth [^>]*mechanism='([^']+)'|info\s+Authenticated as (\S+))",
+                             self.log_since(mark)):
+            sid, mechanism, jid = m.groups()
+            if mechanism:
+                mech[sid] = mechanism
+            else:
+                out.append((jid, mech.get(sid)))
+        return out
+
+    def stream_closed_since(self, mark, jid):
+        """How the c2s stream of full JID `jid` ended since mark (needs log
+        level debug): None while it has not, else (by_client, why) with
+        by_client true when the client sent </stream:stream> and `why` the
+        server's own wording of the reason."""
+        text = self.log_since(mark)
+        m = re.search(r"(?m)^.*?\s(c2s[0-9a-f]+)\s+debug\s+c2s stream for %s closed: ([^\n]*)$"
+                      % re.escape(jid), text)
+        if not m:
+            return None
+        sid, why = m.groups()
+        by_client = bool(re.search(r"(?m)^.*?\s%s\s+debug\s+Received </stream:stream>" % sid,
+                                   text))
+        return by_client, why
+
     def console(self):
         try:
             return self.console_path.read_text(errors="replace")
@@ -437,6 +531,625 @@ class Prosody:
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# ejabberd
+
+EJABBERDCTL_BIN = shutil.which("ejabberdctl") or "/usr/sbin/ejabberdctl"
+
+
+def _yaml_str(s):
+    return '"%s"' % str(s).replace("\\", "\\\\").replace('"', '\\"')
+
+
+class Ejabberd:
+    """A private ejabberd (Debian's package) on 127.0.0.1 (and ::1 if
+    available), with the same interface as Prosody: STARTTLS on c2s_port,
+    direct TLS (`tls: true`) on direct_tls_port, virtual host `domain`,
+    accounts stored in plain (so it offers SCRAM-SHA-1/256/512 and PLAIN).
+
+    Everything lives in a temporary folder: ejabberd.yml, the mnesia spool,
+    the logs, the Erlang cookie (in $HOME/.erlang.cookie, HOME being that
+    folder), the certificate (the test PKI's one for `localhost`), and a
+    private copy of Debian's ejabberdctl with two lines changed: it runs as
+    the calling user (Debian's switches root to the `ejabberd` user with su
+    and refuses anybody else) and exec's the Erlang VM (so the pid we hold
+    is the server's own, for stop and SIGKILL by pid).
+
+    No epmd: the node's distribution port is fixed (ERL_DIST_PORT, a free
+    port on 127.0.0.1; `-erl_epmd_port`, `-start_epmd false`), which is how
+    ejabberdctl reaches the node for `register` and `stop`."""
+
+    name = "ejabberd"
+
+    def __init__(self, pki, domain="localhost", directory=None, log_level="info"):
+        self.pki = pki
+        self.domain = domain
+        self._own_dir = directory is None
+        self.dir = Path(directory or tempfile.mkdtemp(prefix="clawsd-ejabberd-"))
+        self.data_dir = self.dir / "spool"
+        self.logs_dir = self.dir / "logs"
+        for d in (self.data_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        # one PEM with the certificate, its key and the CA, for certfiles
+        self.cert = self.dir / (domain + ".pem")
+        self.cert.write_bytes(Path(pki.server_cert).read_bytes()
+                              + Path(pki.server_key).read_bytes()
+                              + Path(pki.ca_cert).read_bytes())
+        os.chmod(self.cert, 0o600)
+        self.config_path = self.dir / "ejabberd.yml"
+        self.ctl_config_path = self.dir / "ejabberdctl.cfg"
+        self.ctl_path = self.dir / "ejabberdctl"
+        self.log_path = self.logs_dir / "ejabberd.log"
+        self.console_path = self.dir / "ejabberd.console"
+        self.pid_path = self.dir / "ejabberd.pid"
+        self.log_level = log_level
+        self.c2s_port, self.direct_tls_port, self.dist_port = free_ports(3)
+        self.hosts = listen_hosts()
+        self.node = "clawsd_%s@localhost" % uuid.uuid4().hex[:10]
+        self.proc = None
+        self._console = None
+        cookie = self.dir / ".erlang.cookie"
+        cookie.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
+        os.chmod(cookie, 0o400)
+        self._write_ctl()
+        self.write_config()
+
+    def _write_ctl(self):
+        text = Path(EJABBERDCTL_BIN).read_text()
+        text, n1 = re.subn(r"(?m)^INSTALLUSER=\S*$", "INSTALLUSER=", text)
+        text, n2 = re.subn(r'(?m)^(\s*as_current_user\)\s*)"\$@"(\s*;;)', r'\1exec "$@"\2', text)
+        if n1 != 1 or n2 != 1:
+            raise HarnessError("%s: not the ejabberdctl this harness knows "
+                               "(INSTALLUSER: %d, as_current_user: %d)" % (EJABBERDCTL_BIN, n1, n2))
+        self.ctl_path.write_text(text)
+        os.chmod(self.ctl_path, 0o755)
+        self.ctl_config_path.write_text("\n".join([
+            "# written by tests/integration/harness.py",
+            "ERLANG_NODE=%s" % self.node,
+            "ERL_DIST_PORT=%d" % self.dist_port,
+            'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"',
+            "EJABBERD_PID_PATH=%s" % self.pid_path,
+            "EJABBERD_BYPASS_WARNINGS=true",
+            "CONTRIB_MODULES_PATH=%s" % (self.dir / "contrib"),
+            "CONTRIB_MODULES_CONF_DIR=%s" % (self.dir / "contrib"),
+            "",
+        ]))
+        # read by ejabberdctl from --config-dir: the distribution listens on
+        # loopback only; host names from /etc/hosts, then the resolver
+        (self.dir / "vm.args").write_text("-kernel inet_dist_use_interface {127,0,0,1}\n")
+        (self.dir / "inetrc").write_text('{lookup,["file","native"]}.\n'
+                                         '{host,{127,0,0,1}, ["localhost"]}.\n')
+
+    def write_config(self):
+        def listener(host, port, tls):
+            return [
+                "  -",
+                "    port: %d" % port,
+                "    ip: %s" % _yaml_str(host),
+                "    module: ejabberd_c2s",
+                "    max_stanza_size: 262144",
+                "    access: c2s",
+                "    tls: true" if tls else "    starttls: true",
+            ]
+        lines = [
+            "# written by tests/integration/harness.py",
+            "hosts:",
+            "  - %s" % _yaml_str(self.domain),
+            "loglevel: %s" % self.log_level,
+            "log_rotate_count: 0",
+            "hide_sensitive_log_data: false",
+            "certfiles:",
+            "  - %s" % _yaml_str(self.cert),
+            "ca_file: %s" % _yaml_str(self.pki.ca_cert),
+            "listen:",
+        ]
+        for h in self.hosts:
+            lines += listener(h, self.c2s_port, False)
+            lines += listener(h, self.direct_tls_port, True)
+        lines += [
+            "auth_method: internal",
+            "auth_password_format: plain",
+            "disable_sasl_mechanisms:",
+            '  - "DIGEST-MD5"',
+            '  - "X-OAUTH2"',
+            "s2s_access: none",
+            "acl:",
+            "  local:",
+            '    user_regexp: ""',
+            "access_rules:",
+            "  local:",
+            "    allow: local",
+            "  c2s:",
+            "    allow: all",
+            "shaper_rules:",
+            "  max_user_sessions: 100",
+            "  max_user_offline_messages: 5000",
+            "api_permissions:",
+            '  "console commands":',
+            "    from:",
+            "      - ejabberd_ctl",
+            "    who: all",
+            '    what: "*"',
+            "modules:",
+            "  mod_disco: {}",
+            "  mod_ping: {}",
+            "  mod_roster: {}",
+            "  mod_offline:",
+            "    access_max_user_messages: max_user_offline_messages",
+            "  mod_stream_mgmt:",
+            "    resume_timeout: 30",
+            "  mod_version:",
+            "    show_os: false",
+            "  mod_time: {}",
+            "",
+        ]
+        self.config_path.write_text("\n".join(lines))
+
+    # -- ejabberdctl
+
+    def _ctl_argv(self, *args):
+        return [str(self.ctl_path),
+                "--config-dir", str(self.dir),
+                "--config", str(self.config_path),
+                "--ctl-config", str(self.ctl_config_path),
+                "--spool", str(self.data_dir),
+                "--logs", str(self.logs_dir)] + [str(a) for a in args]
+
+    def _env(self):
+        env = dict(os.environ)
+        env["HOME"] = str(self.dir)     # the cookie
+        for k in ("EJABBERD_CONFIG_PATH", "EJABBERDCTL_CONFIG_PATH", "ERLANG_NODE",
+                  "ERL_LIBS", "ERL_FLAGS", "ERL_AFLAGS", "ERL_ZFLAGS"):
+            env.pop(k, None)
+        return env
+
+    def ejabberdctl(self, *args, timeout=30.0):
+        r = subprocess.run(self._ctl_argv(*args), cwd=str(self.dir),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=timeout, env=self._env())
+        out = r.stdout.decode("utf-8", "replace")
+        # as root: "WARNING: It is not recommended to run ejabberd as root"
+        out = "\n".join(l for l in out.splitlines() if "recommended to run ejabberd as root" not in l)
+        return r.returncode, out
+
+    # -- lifecycle
+
+    def start(self, timeout=30.0):
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self._console = open(self.console_path, "ab")
+        self.proc = subprocess.Popen(
+            self._ctl_argv("foreground"), cwd=str(self.dir), stdin=subprocess.DEVNULL,
+            stdout=self._console, stderr=subprocess.STDOUT, env=self._env(),
+            start_new_session=True)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise HarnessError("ejabberd exited with %s during start-up\n--- console:\n%s\n--- log:\n%s"
+                                   % (self.proc.returncode, tail(self.console()), tail(self.log())))
+            return all(port_open(p, h) for p in (self.c2s_port, self.direct_tls_port)
+                       for h in self.hosts)
+
+        try:
+            wait_until(ready, timeout, what="ejabberd to listen on %d and %d"
+                       % (self.c2s_port, self.direct_tls_port))
+        except TimeoutError:
+            self.stop()
+            raise HarnessError("ejabberd did not start listening in %.0fs\n--- console:\n%s"
+                               % (timeout, tail(self.console())))
+
+    def stop(self, timeout=10.0):
+        """SIGTERM to the VM (our child, by pid): Erlang's init:stop(), the
+        same orderly shutdown as `ejabberdctl stop` (streams closed with
+        <system-shutdown/>) without a second VM to start first; SIGKILL
+        after timeout.  Returns the exit code."""
+        rc = None
+        if self.proc is not None:
+            rc = stop_process(self.proc, timeout)
+            # whatever the VM started (erl_child_setup, inet_gethost, memsup)
+            # is in its session; nothing of it may outlive the server
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.proc = None
+        if self._console is not None:
+            self._console.close()
+            self._console = None
+        try:
+            wait_until(lambda: not port_open(self.c2s_port)
+                       and not port_open(self.direct_tls_port)
+                       and not port_open(self.dist_port), 5,
+                       what="ejabberd ports to close")
+        except TimeoutError:
+            pass
+        return rc
+
+    def ctl_stop(self, timeout=20.0):
+        """`ejabberdctl stop` and wait for the VM to exit (by pid)."""
+        rc, out = self.ejabberdctl("stop", timeout=timeout)
+        if rc != 0:
+            raise HarnessError("ejabberdctl stop failed (%d):\n%s" % (rc, out))
+        return self.stop(timeout)
+
+    def restart(self, timeout=30.0):
+        """Stop and start again on the same ports with the same data."""
+        self.stop()
+        self.start(timeout)
+
+    def kill(self, sig=signal.SIGKILL):
+        """Send sig to the server process (by pid) and, for SIGKILL, reap
+        it.  stop() or start() afterwards clean up as usual.  Mind that
+        mnesia keeps the accounts in dets files with delayed writes: an
+        account registered less than ~2 s before a SIGKILL is gone after
+        the restart."""
+        os.kill(self.proc.pid, sig)
+        if sig == signal.SIGKILL:
+            self.proc.wait(timeout=10)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- accounts
+
+    def register(self, user, password):
+        started = self.running
+        if not started:
+            # ejabberdctl talks to the running node
+            self.start()
+        rc, out = self.ejabberdctl("register", user, self.domain, password)
+        if rc != 0:
+            raise HarnessError("ejabberdctl register %s failed (%d):\n%s" % (user, rc, out))
+
+    def account_exists(self, user):
+        rc, out = self.ejabberdctl("registered_users", self.domain)
+        if rc != 0:
+            raise HarnessError("ejabberdctl registered_users failed (%d):\n%s" % (rc, out))
+        return user in out.split()
+
+    def jid(self, user):
+        return "%s@%s" % (user, self.domain)
+
+    # -- debugging
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_mark(self):
+        """A position in ejabberd's log, for log_since()."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, mark):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(mark)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def c2s_connections_since(self, mark):
+        """Ids (Erlang pids) of the client connections ejabberd accepted on
+        its c2s ports since mark (log level info)."""
+        ports = "|".join(str(p) for p in (self.c2s_port, self.direct_tls_port))
+        return _unique(re.findall(
+            r"(?m)^.*\[info\].*?\((<[0-9.]+>)\) Accepted connection \S+ -> \S+:(?:%s)$" % ports,
+            self.log_since(mark)))
+
+    def sasl_failures_since(self, mark):
+        """Ids (Erlang pids) of the client connections whose SASL
+        authentication ejabberd refused since mark (log level info)."""
+        return _unique(re.findall(r"(?m)^.*?\((?:tls\|)?(<[0-9.]+>)\) Failed c2s \S+ authentication",
+                                  self.log_since(mark)))
+
+    def sasl_successes_since(self, mark):
+        """[(bare JID, SASL mechanism)] of the authentications ejabberd
+        accepted since mark, in order (log level info)."""
+        return [(jid, mech) for mech, jid in re.findall(
+            r"(?m)Accepted c2s (\S+) authentication for ([^/\s]+)\S* by", self.log_since(mark))]
+
+    def stream_closed_since(self, mark, jid):
+        """How the c2s stream of full JID `jid` ended since mark: None while
+        it has not, else (by_client, why); by_client is true when the
+        client closed its stream: ejabberd (xmpp_stream_in) reports a
+        received </stream:stream> as "Stream reset by peer", a dropped
+        connection as "Connection failed: connection closed"."""
+        m = re.search(r"(?m)^.*Closing c2s session for %s: ([^\n]*)$" % re.escape(jid),
+                      self.log_since(mark))
+        if not m:
+            return None
+        why = m.group(1)
+        return why.startswith("Stream reset by peer"), why
+
+    def console(self):
+        try:
+            return self.console_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def cleanup(self):
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+SERVERS = {"prosody": Prosody, "ejabberd": Ejabberd}
+
+
+def make_server(kind, pki, **kw):
+    """A configured (not started) server of that kind ("prosody" or
+    "ejabberd")."""
+    return SERVERS[kind](pki, **kw)
+
+
+# --------------------------------------------------------------------------
+# DNS: a private dnsmasq, and processes that use it as their resolver
+
+DNSMASQ_BIN = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+UNSHARE_BIN = shutil.which("unshare") or "/usr/bin/unshare"
+
+
+def dns_sandbox_problem():
+    """Why DnsServer cannot work here (None if it can): it needs root (a
+    DNS server on port 53 of a loopback address, since resolv.conf has no
+    port syntax; a mount namespace for the private resolv.conf), dnsmasq
+    and unshare."""
+    global _DNS_PROBLEM
+    if _DNS_PROBLEM is None:
+        if os.geteuid() != 0:
+            _DNS_PROBLEM = "needs root (port 53, mount namespace)"
+        elif not os.path.exists(DNSMASQ_BIN):
+            _DNS_PROBLEM = "dnsmasq is not installed (Debian: dnsmasq-base)"
+        elif not os.path.exists(UNSHARE_BIN):
+            _DNS_PROBLEM = "unshare is not installed (util-linux)"
+        else:
+            r = subprocess.run([UNSHARE_BIN, "--mount", "--propagation", "private", "--",
+                                "/bin/sh", "-c", "mount --bind /etc/hostname /etc/hosts"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+            _DNS_PROBLEM = "" if r.returncode == 0 else \
+                "no private mount namespace: %s" % r.stdout.decode(errors="replace").strip()
+    return _DNS_PROBLEM or None
+
+
+_DNS_PROBLEM = None
+
+
+def dns_query(server, name, qtype=1, timeout=1.0):
+    """One UDP query to (host, port); returns the reply's RCODE."""
+    import struct
+    qid = int.from_bytes(os.urandom(2), "big")
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(p)]) + p.encode() for p in name.strip(".").split(".")) + b"\0"
+    q += struct.pack(">HH", qtype, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(q, server)
+        data, _ = s.recvfrom(4096)
+    return data[3] & 0x0f
+
+
+class DnsServer:
+    """dnsmasq on port 53 of a random loopback address 127.X.Y.Z, answering
+    only from its own records (unknown names in its domains: NXDOMAIN), and
+    the means to run a process that resolves through it: wrapper() writes
+    a script that runs its arguments in a private mount namespace where
+    /etc/resolv.conf names this server and /etc/hosts is this folder's own
+    (so the daemon needs no test hook: it resolves as in production).
+
+    srv: (name, target, port, priority, weight) tuples, name like
+         "_xmpp-client._tcp.localhost"; target None publishes the "." target
+         (service not offered)
+    hosts: (name, [addresses]) tuples for A/AAAA
+    etc_hosts: the lines of the private /etc/hosts
+    domains: the domains it answers alone (NXDOMAIN for unknown names)"""
+
+    PROBE = "probe.clawsd-harness.invalid"
+
+    def __init__(self, srv=(), hosts=(), etc_hosts=("127.0.0.1 localhost", "::1 localhost"),
+                 domains=("localhost", "test"), directory=None):
+        problem = dns_sandbox_problem()
+        if problem:
+            raise HarnessError("DnsServer: " + problem)
+        self._own_dir = directory is None
+        self.dir = Path(directory or tempfile.mkdtemp(prefix="clawsd-dns-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "dnsmasq.log"
+        self.resolv_path = self.dir / "resolv.conf"
+        self.hosts_path = self.dir / "hosts"
+        self.srv = list(srv)
+        self.hosts = list(hosts)
+        self.domains = list(domains)
+        self.hosts_path.write_text("\n".join(etc_hosts) + "\n")
+        self.address = None
+        self.proc = None
+
+    def _argv(self):
+        argv = [DNSMASQ_BIN, "--keep-in-foreground", "--conf-file=/dev/null",
+                "--no-resolv", "--no-hosts", "--pid-file=", "--user=root",
+                "--listen-address=%s" % self.address, "--bind-interfaces", "--port=53",
+                "--log-queries", "--log-facility=%s" % self.log_path]
+        argv += ["--local=/%s/" % d for d in self.domains]
+        for name, target, port, prio, weight in self.srv:
+            if target is None:
+                argv.append("--srv-host=%s" % name)
+            else:
+                argv.append("--srv-host=%s,%s,%d,%d,%d" % (name, target, port, prio, weight))
+        for name, addrs in self.hosts:
+            argv.append("--host-record=%s,%s" % (name, ",".join(addrs)))
+        return argv
+
+    def start(self, timeout=10.0):
+        for _ in range(10):
+            self.address = "127.%d.%d.%d" % tuple(os.urandom(1)[0] % 200 + 50 for _ in range(3))
+            try:
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, kind) as s:
+                        s.bind((self.address, 53))
+            except OSError:
+                continue
+            self.proc = subprocess.Popen(self._argv(), cwd=str(self.dir),
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+            def ready():
+                if self.proc.poll() is not None:
+                    return "exited"
+                try:
+                    dns_query((self.address, 53), self.PROBE, timeout=0.2)
+                    return "up"
+                except OSError:
+                    return None
+            state = wait_until(ready, timeout, what="dnsmasq on %s:53" % self.address)
+            if state == "up":
+                self.resolv_path.write_text("nameserver %s\noptions timeout:1 attempts:2\n"
+                                            % self.address)
+                return self
+        raise HarnessError("dnsmasq did not start\n--- log:\n%s" % tail(self.log()))
+
+    def wrapper(self, binary=None):
+        """A script that runs `binary ARGS...` with this server as its only
+        resolver and the private /etc/hosts; it exec's all the way, so its
+        pid is the program's (stop by pid works).  Use as Clawsd(binary=)."""
+        binary = Path(binary or CLAWSD_BIN)
+        path = self.dir / ("%s-with-dns" % binary.name)
+        path.write_text(
+            "#!/bin/sh\n"
+            "# written by tests/integration/harness.py: %s with the test DNS server\n"
+            "exec %s --mount --propagation private -- /bin/sh -c "
+            "'mount --bind \"$1\" /etc/resolv.conf && mount --bind \"$2\" /etc/hosts "
+            "&& shift 2 && exec \"$@\"' sh %s %s %s \"$@\"\n"
+            % (binary, UNSHARE_BIN, self.resolv_path, self.hosts_path, binary))
+        os.chmod(path, 0o755)
+        return path
+
+    def run(self, argv, timeout=30.0):
+        """Run argv through the wrapper; returns the CompletedProcess."""
+        return subprocess.run([str(self.wrapper(argv[0]))] + [str(a) for a in argv[1:]],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=timeout)
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def queries(self):
+        """[(type, name)] of every query received, in order (but the
+        harness's own start-up probe)."""
+        return [q for q in re.findall(r"(?m)query\[(\w+)\] (\S+) from ", self.log())
+                if q[1] != self.PROBE]
+
+    def stop(self):
+        rc = stop_process(self.proc, 5)
+        self.proc = None
+        return rc
+
+    def cleanup(self):
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+class Forwarder:
+    """A plain TCP forwarder (threads) from (listen_host, listen_port) to
+    (target_host, target_port), both on loopback, for listeners on fixed
+    ports (e.g. 5222, the SRV fallback) or addresses other than 127.0.0.1.
+    `accepted' counts the connections."""
+
+    def __init__(self, listen_host, listen_port, target_port, target_host="127.0.0.1"):
+        fam = socket.AF_INET6 if ":" in listen_host else socket.AF_INET
+        self._lsock = socket.socket(fam, socket.SOCK_STREAM)
+        self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._lsock.bind((listen_host, listen_port))
+        self._lsock.listen(16)
+        self.host, self.port = listen_host, self._lsock.getsockname()[1]
+        self.target = (target_host, target_port)
+        self.accepted = 0
+        self._socks = []
+        self._stop = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _accept_loop(self):
+        while not self._stop:
+            try:
+                c, _ = self._lsock.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._stop:
+                    c.close()
+                    return
+                self.accepted += 1
+                try:
+                    u = socket.create_connection(self.target, timeout=5)
+                except OSError:
+                    c.close()
+                    continue
+                self._socks += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            a.settimeout(None)
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def stop(self):
+        with self._lock:
+            self._stop = True
+            socks, self._socks = self._socks, []
+        try:
+            self._lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._lsock.close()
+        for s in socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        self._thread.join(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 # --------------------------------------------------------------------------
@@ -495,14 +1208,33 @@ class Clawsd:
         self.config_path.write_text(self.config_text())
         os.chmod(self.config_path, 0o600)
 
-    def start(self, wait_socket=True, timeout=10.0, args=()):
+    def start(self, wait_socket=True, timeout=10.0, args=(), env=None,
+              listen_fd=None, pid_env=()):
+        """env: variables to add to the daemon's environment (None removes
+        one).  listen_fd: a socket to pass the way systemd does (as fd 3,
+        LISTEN_FDS=1, LISTEN_PID=the daemon's pid).  pid_env: names of more
+        variables to set to the daemon's pid (e.g. WATCHDOG_PID)."""
         if not self.binary.exists():
             raise HarnessError("%s does not exist: run `make clawsd`" % self.binary)
+        argv = CLAWSD_WRAPPER + [str(self.binary), "-c", str(self.config_path)] + list(args)
+        daemon_env = None
+        if env is not None:
+            daemon_env = dict(os.environ)
+            for k, v in env.items():
+                if v is None:
+                    daemon_env.pop(k, None)
+                else:
+                    daemon_env[k] = str(v)
+        pass_fds = ()
+        if listen_fd is not None or pid_env:
+            argv = sd_exec_argv(argv, listen_fd, pid_env)
+            if listen_fd is not None:
+                pass_fds = (listen_fd,)
         self._logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(self.binary), "-c", str(self.config_path)] + list(args),
-            cwd=str(self.dir), stdin=subprocess.DEVNULL,
-            stdout=self._logf, stderr=self._logf, start_new_session=True)
+            argv, cwd=str(self.dir), stdin=subprocess.DEVNULL,
+            stdout=self._logf, stderr=self._logf, start_new_session=True,
+            env=daemon_env, pass_fds=pass_fds)
         if wait_socket:
             self.wait_socket(timeout)
         return self
@@ -516,12 +1248,35 @@ class Clawsd:
         wait_until(ready, timeout, what="clawsd socket %s" % self.socket_path)
 
     def stop(self, timeout=10.0):
-        """SIGTERM by pid; returns the exit code (SIGKILL after timeout)."""
-        rc = stop_process(self.proc, timeout)
+        """SIGTERM by pid; returns the exit code (SIGKILL after timeout).
+        Raises HarnessError, once per process, when the log holds a
+        sanitizer or valgrind report (see SANITIZER_CHECK)."""
+        rc = stop_process(self.proc, timeout * (3 if CLAWSD_WRAPPER else 1))
         if self._logf is not None:
             self._logf.close()
             self._logf = None
+        self.check_sanitizers(rc)
         return rc
+
+    def check_sanitizers(self, rc=None):
+        """HarnessError if this daemon's log holds an ASan, LSan, UBSan or
+        valgrind report, or it exited with valgrind's error code (99).
+        Checked once per process; a no-op when SANITIZER_CHECK is off."""
+        if not SANITIZER_CHECK or self.proc is None:
+            return
+        if getattr(self, "_sanitizers_checked", None) is self.proc:
+            return
+        self._sanitizers_checked = self.proc
+        report = sanitizer_report(self.log())
+        if report is None and rc == 99 and CLAWSD_WRAPPER:
+            report = "exit status 99 under %s" % " ".join(CLAWSD_WRAPPER)
+        if report is not None:
+            raise HarnessError("clawsd (%s) reported a memory or undefined-"
+                               "behaviour error:\n%s" % (self.log_path, report))
+
+    def rss_kib(self):
+        """The daemon's resident memory (VmRSS) in KiB."""
+        return vm_rss_kib(self.proc.pid)
 
     def kill(self, sig=signal.SIGTERM):
         os.kill(self.proc.pid, sig)
@@ -570,9 +1325,184 @@ class Clawsd:
         return c, el
 
     def cleanup(self):
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            if self._own_dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# sanitizer and valgrind reports in a daemon's log, and memory figures
+
+_SANITIZER_RX = re.compile(
+    r"(?m)^(==\d+==ERROR: (AddressSanitizer|LeakSanitizer)\b.*"
+    r"|SUMMARY: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)\b.*"
+    r"|.*:\d+:\d+: runtime error: .*"
+    r"|==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised"
+    r"|Syscall param|Mismatched free|Source and destination overlap).*"
+    r"|==\d+== .* (definitely|indirectly) lost in .*"
+    r"|==\d+== ERROR SUMMARY: [1-9]\d* errors.*)$")
+
+
+def sanitizer_report(text):
+    """The part of a log from its first sanitizer or valgrind report on
+    (at most 60 lines), or None when there is none."""
+    m = _SANITIZER_RX.search(text)
+    if m is None:
+        return None
+    lines = text[m.start():].splitlines()
+    # a valgrind report starts a few lines before its first marker line
+    before = text[:m.start()].splitlines()[-3:]
+    return "\n".join(before + lines[:60])
+
+
+def vm_rss_kib(pid):
+    """VmRSS of a process, in KiB (from /proc/PID/status)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise HarnessError("no VmRSS for pid %d" % pid)
+
+
+_INSTRUMENTED = {}
+
+
+def instrumented(binary=None):
+    """True when the daemon's memory figures say little about the daemon:
+    it runs under CLAWSD_WRAPPER (valgrind) or is built with a sanitizer
+    (whose allocator keeps freed memory in quarantine)."""
+    if CLAWSD_WRAPPER:
+        return True
+    path = Path(binary or CLAWSD_BIN)
+    if path not in _INSTRUMENTED:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = b""
+        _INSTRUMENTED[path] = (b"__asan_init" in data or b"__ubsan_handle" in data
+                               or b"__msan_init" in data or b"__tsan_init" in data)
+    return _INSTRUMENTED[path]
+
+
+# --------------------------------------------------------------------------
+# playing systemd: socket activation and the sd_notify protocol
+
+# Run in the child, then exec'd into the daemon (same pid): put the listening
+# socket on fd 3 and name the pid, as systemd does after its fork.
+_SD_EXEC = """\
+import os, sys
+fd, names, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+if fd >= 0:
+    if fd != 3:
+        os.dup2(fd, 3)
+        os.close(fd)
+    os.environ["LISTEN_FDS"] = "1"
+    os.environ["LISTEN_PID"] = str(os.getpid())
+for name in filter(None, names.split(",")):
+    os.environ[name] = str(os.getpid())
+os.execv(argv[0], argv)
+"""
+
+
+def sd_exec_argv(argv, listen_fd=None, pid_env=()):
+    """argv wrapped so that the daemon gets listen_fd as fd 3 with
+    LISTEN_FDS/LISTEN_PID, and the variables in pid_env set to its pid."""
+    return (["/usr/bin/python3", "-c", _SD_EXEC,
+             str(-1 if listen_fd is None else listen_fd), ",".join(pid_env)]
+            + list(argv))
+
+
+def unix_listener(path):
+    """A listening AF_UNIX stream socket at path, as clawsd.socket makes."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.listen(16)
+    return s
+
+
+class NotifySocket:
+    """The service manager's end of sd_notify: a datagram socket at a path,
+    or an abstract one (address() then starts with '@').  A thread collects
+    every datagram with its arrival time (time.monotonic()) and the sender's
+    pid (SO_PASSCRED)."""
+
+    def __init__(self, path=None, abstract=False):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        if abstract:
+            self.name = "@clawsd-test-%s" % uuid.uuid4().hex[:12]
+            self.sock.bind("\0" + self.name[1:])
+        else:
+            self.name = str(path)
+            self.sock.bind(self.name)
+        self.sock.settimeout(0.2)
+        self._cond = threading.Condition()
+        self._messages = []      # (time, pid, text)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def address(self):
+        return self.name
+
+    def _run(self):
+        csize = socket.CMSG_SPACE(12)
+        while not self._closed:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(65536, csize)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            pid = None
+            for level, typ, cdata in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("=iII", cdata[:12])[0]
+            with self._cond:
+                self._messages.append((time.monotonic(), pid,
+                                       data.decode("utf-8", "replace")))
+                self._cond.notify_all()
+
+    @property
+    def messages(self):
+        """Every message so far, as (time, pid, text)."""
+        with self._cond:
+            return list(self._messages)
+
+    def texts(self):
+        return [m[2] for m in self.messages]
+
+    def wait(self, predicate, timeout=10.0, start=0):
+        """The index of the first message from index `start' whose text
+        satisfies predicate; TimeoutError after timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i in range(start, len(self._messages)):
+                    if predicate(self._messages[i][2]):
+                        return i
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no matching notify message in %.1fs; got %r"
+                                       % (timeout, [m[2] for m in self._messages[-10:]]))
+                self._cond.wait(remaining)
+
+    def close(self):
+        self._closed = True
+        self._thread.join(2)
+        self.sock.close()
+        if not self.name.startswith("@"):
+            try:
+                os.unlink(self.name)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # --------------------------------------------------------------------------

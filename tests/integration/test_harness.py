@@ -118,7 +118,9 @@ def test_prosody_files_stay_in_temp(prosody):
     assert prosody.log_path.exists() and prosody.log()
     assert str(prosody.dir).startswith(os.path.realpath(os.environ.get("TMPDIR", "/tmp"))) \
         or str(prosody.dir).startswith("/tmp")
-    assert os.path.exists(prosody.data_dir / "localhost" / "accounts" / "bot.dat")
+    assert str(prosody.data_dir).startswith(str(prosody.dir))
+    assert prosody.account_exists("bot")
+    assert not prosody.account_exists("nobody-" + harness.unique())
 
 
 def test_parse_line_helpers():
@@ -130,3 +132,40 @@ def test_parse_line_helpers():
     el = harness.parse_line(s)
     assert el.find("body").text == "1\r\n2\t<&>\"'"
     assert "\n" not in s and "\r" not in s
+
+
+def test_stream_closed_since(prosody, make_peer):
+    # the server-neutral reading of the server's log that tests use to tell
+    # a client's </stream:stream> from a dropped connection
+    alice = make_peer("alice")
+    bob = make_peer("bob")
+    mark = prosody.log_mark()
+    alice.stop()                    # slixmpp sends </stream:stream>
+    closed = harness.wait_until(lambda: prosody.stream_closed_since(mark, alice.jid), 10,
+                                what="alice's stream to be closed")
+    assert closed[0], closed
+    assert prosody.stream_closed_since(mark, bob.jid) is None
+
+
+def test_sasl_mechanisms_and_ejabberdctl_stop(server_kind, prosody, pki):
+    # ejabberd with auth_password_format: plain offers every SCRAM variant
+    with socket.create_connection(("127.0.0.1", prosody.direct_tls_port), timeout=5) as s:
+        with _tls_client(pki.ca_cert).wrap_socket(s, server_hostname="localhost") as t:
+            t.sendall(b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
+                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+            data = b""
+            deadline = time.monotonic() + 5
+            while b"</stream:features>" not in data and time.monotonic() < deadline:
+                chunk = t.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    for mech in (b"SCRAM-SHA-1", b"PLAIN"):
+        assert b"<mechanism>%s</mechanism>" % mech in data, data
+    if server_kind == "ejabberd":
+        for mech in (b"SCRAM-SHA-256", b"SCRAM-SHA-512"):
+            assert b"<mechanism>%s</mechanism>" % mech in data, data
+        prosody.ctl_stop()
+        assert not prosody.running
+        assert not harness.port_open(prosody.c2s_port)
+        prosody.start()
