@@ -147,9 +147,11 @@ on_frame_stanza(void *arg, const char *data, size_t len)
 {
 	struct client *c = arg;
 
-	if (c->hub->cb->stanza(c->hub->arg, data, len) != 0)
-		client_error(c, "queue-full",
-		    "the session is down and the queue is full");
+	const char *condition, *text;
+
+	condition = c->hub->cb->stanza(c->hub->arg, data, len, &text);
+	if (condition != NULL)
+		client_error(c, condition, text);
 }
 
 static void

@@ -12,8 +12,12 @@
 #include "conf.h"
 
 struct hub_cb {
-	/* A stanza from a client: 0 if accepted, -1 if the queue is full. */
-	int	(*stanza)(void *arg, const char *data, size_t len);
+	/*
+	 * A stanza from a client: NULL if accepted, else the condition of
+	 * the error line (SPEC section 4) and a human text in `*text'.
+	 */
+	const char *(*stanza)(void *arg, const char *data, size_t len,
+		    const char **text);
 };
 
 struct hub;

@@ -90,12 +90,21 @@ on_stopped(void *arg)
 	log_info("stopped");
 }
 
-static int
-on_stanza(void *arg, const char *data, size_t len)
+static const char *
+on_stanza(void *arg, const char *data, size_t len, const char **text)
 {
 	struct clawsd *d = arg;
 
-	return session_submit(d->session, data, len);
+	switch (session_submit(d->session, data, len)) {
+	case 0:
+		return NULL;
+	case SESSION_TOO_LARGE:
+		*text = "larger than the server accepts";
+		return "too-large";
+	default:
+		*text = "the session is down and the queue is full";
+		return "queue-full";
+	}
 }
 
 static const struct session_cb session_cb = {

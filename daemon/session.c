@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #define NS_PING		"urn:xmpp:ping"
 #define NS_SM		"urn:xmpp:sm:3"
 #define NS_SASL_CB	"urn:xmpp:sasl-cb:0"
+#define NS_LIMITS	"urn:xmpp:stream-limits:0"
 
 /* Stanzas wait in the queue while this much is still unsent on the link. */
 #define LINK_HIGH_WATER	(1u << 20)
@@ -74,6 +76,7 @@ struct session {
 	int			 resolved;	/* SRV done for this round */
 	int			 tried_domain;	/* the last resort is used */
 	int			 sm_offered;
+	size_t			 server_max;	/* XEP-0478 max-bytes, 0: none */
 	int			 can_bind;
 	struct sasl		 sasl;
 	struct sasl_cache	 sasl_cache;	/* SaltedPassword for reconnects */
@@ -212,6 +215,7 @@ clear_connection(struct session *s)
 	s->ping_sent = 0;
 	s->session_required = 0;
 	s->sm_offered = s->can_bind = 0;
+	s->server_max = 0;
 	s->closing = 0;
 	sm_lost(&s->sm);
 	/* Without a session to resume, client stanzas go out again anew. */
@@ -531,9 +535,16 @@ queue_flush(struct session *s)
 
 	while (can_send(s) &&
 	    (p = squeue_at(&s->queue, 0, &len, NULL)) != NULL) {
-		send_stanza(s, p, len, SM_CLIENT);
+		/* Queued before the limit was known: sending it would only
+		 * get the stream closed, again and again. */
+		if (s->server_max > 0 && len > s->server_max)
+			log_warn("dropped a queued stanza of %zu bytes: the "
+			    "server accepts at most %zu", len, s->server_max);
+		else {
+			send_stanza(s, p, len, SM_CLIENT);
+			n++;
+		}
 		squeue_drop(&s->queue, 1);
-		n++;
 	}
 	if (n > 0)
 		log_debug("sent %zu queued stanzas", n);
@@ -546,12 +557,14 @@ queue_flush(struct session *s)
 int
 session_submit(struct session *s, const char *data, size_t len)
 {
+	if (s->server_max > 0 && len > s->server_max)
+		return SESSION_TOO_LARGE;
 	if (squeue_count(&s->queue) == 0 && can_send(s)) {
 		send_stanza(s, data, len, SM_CLIENT);
 		return 0;
 	}
 	if (squeue_count(&s->queue) >= s->conf->queue_max)
-		return -1;
+		return SESSION_QUEUE_FULL;
 	squeue_push(&s->queue, data, len, SM_CLIENT);
 	return 0;
 }
@@ -789,9 +802,29 @@ sasl_failure(struct session *s, struct xnode *e)
 static void resume(struct session *);
 static void send_bind(struct session *);
 
+/* XEP-0478: the largest stanza the server takes on this stream. */
+static void
+stream_limits(struct session *s, const struct xnode *f)
+{
+	const struct xnode *l = xnode_child(f, "limits", NS_LIMITS), *m;
+	unsigned long long v;
+	char *end;
+
+	m = l ? xnode_child(l, "max-bytes", NS_LIMITS) : NULL;
+	if (m == NULL)
+		return;
+	v = strtoull(xnode_text((struct xnode *)m), &end, 10);
+	if (*end != '\0' || v == 0)
+		return;
+	s->server_max = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+	log_debug("the server accepts stanzas of up to %zu bytes",
+	    s->server_max);
+}
+
 static void
 stream_features(struct session *s, struct xnode *f)
 {
+	stream_limits(s, f);
 	if (s->state == ST_STREAM_INIT) {
 		if (link_encrypted(s->link) ||
 		    s->conf->tls == CONF_TLS_NONE) {

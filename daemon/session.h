@@ -47,7 +47,10 @@ int		 session_configure(struct session *, const struct conf *);
 void		 session_start(struct session *);
 /* Drop the connection and connect again (a changed configuration). */
 void		 session_restart(struct session *);
-/* A stanza from a client: 0 when accepted, -1 when the queue is full. */
+#define SESSION_QUEUE_FULL	(-1)
+#define SESSION_TOO_LARGE	(-2)	/* over the server's limit, XEP-0478 */
+
+/* A stanza from a client: 0 when accepted, else one of the above. */
 int		 session_submit(struct session *, const char *, size_t);
 /*
  * Send what is queued, close the stream, and call `stopped' once the server
