@@ -50,24 +50,6 @@ fail(struct frame *f, const char *condition, const char *text)
 	XML_StopParser(f->x.parser, XML_FALSE);
 }
 
-static int
-is_stanza(const char *name)
-{
-	static const char *const names[] = {
-		NS_CLIENT "\x01message", NS_CLIENT "\x01presence",
-		NS_CLIENT "\x01iq",
-	};
-	size_t i, n;
-
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		n = strlen(names[i]);
-		if (strncmp(name, names[i], n) == 0 &&
-		    (name[n] == '\0' || name[n] == XMLW_NSSEP))
-			return 1;
-	}
-	return 0;
-}
-
 static void XMLCALL
 on_start(void *arg, const char *name, const char **attrs)
 {
@@ -78,7 +60,7 @@ on_start(void *arg, const char *name, const char **attrs)
 		return;
 	if (f->depth == 2) {
 		f->mark = xmlp_event_start(&f->x);
-		f->stanza = is_stanza(name);
+		f->stanza = xmlp_stanza_name(name) != NULL;
 		buf_reset(&f->out, 65536);
 		/* The server's stream declares jabber:client already. */
 		xmlw_begin(&f->w, &f->out, NS_CLIENT);

@@ -48,26 +48,11 @@ tag_is(const char *name, const char *tag)
 	    (name[n] == '\0' || name[n] == XMLW_NSSEP);
 }
 
-static const char *
-stanza_name(const char *name)
-{
-	static const char *const names[] = { "message", "presence", "iq" };
-	size_t i;
-	char tag[32];
-
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(tag, sizeof(tag), NS_CLIENT "\x01%s", names[i]);
-		if (tag_is(name, tag))
-			return names[i];
-	}
-	return NULL;
-}
-
 static void
 top_start(struct stream *s, const char *name, const char **attrs)
 {
 	s->mark = xmlp_event_start(&s->x);
-	s->name = stanza_name(name);
+	s->name = xmlp_stanza_name(name);
 	s->stanza = s->name != NULL;
 	s->tree = NULL;
 	/* Messages and presences are only relayed: no tree for them. */

@@ -1,3 +1,6 @@
+#include <string.h>
+
+#include "stream.h"
 #include "xmlp.h"
 #include "xmlw.h"
 
@@ -81,6 +84,25 @@ xmlp_free(struct xmlp *x)
 	if (x->parser != NULL)
 		XML_ParserFree(x->parser);
 	x->parser = NULL;
+}
+
+const char *
+xmlp_stanza_name(const char *name)
+{
+	static const char *const names[] = { "message", "presence", "iq" };
+	static const char ns[] = NS_CLIENT "\x01";
+	const char *local = name + sizeof(ns) - 1;
+	size_t i, n;
+
+	if (strncmp(name, ns, sizeof(ns) - 1) != 0)
+		return NULL;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		n = strlen(names[i]);
+		if (strncmp(local, names[i], n) == 0 &&
+		    (local[n] == '\0' || local[n] == XMLW_NSSEP))
+			return names[i];
+	}
+	return NULL;
 }
 
 unsigned long long

@@ -22,6 +22,11 @@ int			 xmlp_init(struct xmlp *, void *owner);
 /* A new document, same settings; the owner sets its handlers again. */
 void			 xmlp_reset(struct xmlp *, void *owner);
 void			 xmlp_free(struct xmlp *);
+/*
+ * "message", "presence" or "iq" when expat's `name' is one of those in
+ * jabber:client, else NULL.
+ */
+const char		*xmlp_stanza_name(const char *name);
 /* Byte offsets of the start and the end of the current event. */
 unsigned long long	 xmlp_event_start(const struct xmlp *);
 unsigned long long	 xmlp_event_end(const struct xmlp *);
