@@ -15,6 +15,9 @@
 #include "xmlw.h"
 
 #define READ_SIZE	65536
+/* A client with this much output waiting is written at once, not at the
+ * end of the loop turn: a burst from the server reaches it sooner. */
+#define WRITE_EARLY	65536
 
 struct client {
 	uv_pipe_t		 pipe;
@@ -43,11 +46,13 @@ struct hub {
 	size_t			 max_clients;
 	size_t			 client_buffer;
 	size_t			 max_stanza_size;
+	int			 paused;	/* clients' input not read */
 	struct buf		 status;
 	char			 rbuf[READ_SIZE];
 };
 
 static void client_close(struct client *);
+static void client_flush(struct client *);
 static void on_flush(uv_prepare_t *);
 
 static void
@@ -85,7 +90,10 @@ client_send(struct client *c, const char *data, size_t len)
 		return;
 	}
 	buf_append(&c->out, data, len);
-	schedule_flush(h);
+	if (c->out.len >= WRITE_EARLY && !c->writing)
+		client_flush(c);
+	else
+		schedule_flush(h);
 }
 
 static void
@@ -316,7 +324,8 @@ on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	client_send(c, h->status.data, h->status.len);
-	uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	if (!h->paused)
+		uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 }
 
 struct hub *
@@ -528,6 +537,25 @@ hub_drain(struct hub *h)
 		while (!c->closing &&
 		    (n = read(fd, h->rbuf, sizeof(h->rbuf))) > 0)
 			client_input(c, h->rbuf, (size_t)n);
+	}
+}
+
+void
+hub_pause(struct hub *h, int paused)
+{
+	struct client *c;
+
+	if (h->paused == paused)
+		return;
+	h->paused = paused;
+	for (c = h->clients; c != NULL; c = c->next) {
+		if (c->closing || c->frame == NULL)
+			continue;
+		if (paused)
+			uv_read_stop((uv_stream_t *)&c->pipe);
+		else
+			uv_read_start((uv_stream_t *)&c->pipe, on_alloc,
+			    on_read);
 	}
 }
 

@@ -41,6 +41,11 @@ void		 hub_broadcast(struct hub *, const char *line, size_t len);
  */
 void		 hub_status(struct hub *, const char *line, size_t len,
 		    int announce);
+/*
+ * Stop (or resume) reading the clients: the server's link is congested,
+ * and a client that cannot write blocks rather than losing stanzas.
+ */
+void		 hub_pause(struct hub *, int paused);
 /* Read and frame whatever clients have written and not yet been read. */
 void		 hub_drain(struct hub *);
 /* Close every client now. */

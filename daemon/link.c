@@ -16,6 +16,12 @@
 #include "log.h"
 
 #define READ_SIZE	65536
+/*
+ * libuv reads up to 32 buffers in one go; after this many bytes the link
+ * yields until the next loop turn, so that the lines they made reach the
+ * subscribers before more arrive.
+ */
+#define READ_BUDGET	(4 * READ_SIZE)
 #define SYSTEM_BUNDLE	"/etc/ssl/certs/ca-certificates.crt"
 #define SYSTEM_CADIR	"/etc/ssl/certs"
 
@@ -62,6 +68,8 @@ struct link {
 	struct buf		 out;		/* bytes for the next write */
 	struct buf		 wbuf;		/* bytes being written */
 	int			 writing;
+	size_t			 turn_read;	/* bytes since the last yield */
+	int			 read_paused;
 	uv_prepare_t		 flush;
 	char			 reason[512];
 	char			 rbuf[READ_SIZE];
@@ -238,6 +246,8 @@ link_close(struct link *l)
 	mbedtls_ssl_init(&l->ssl);
 	l->tls = 0;
 	l->writing = 0;
+	l->turn_read = 0;
+	l->read_paused = 0;
 	l->cin.len = l->cin_off = 0;
 	l->plain.len = l->out.len = l->wbuf.len = 0;
 	uv_prepare_stop(&l->flush);
@@ -383,14 +393,22 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		}
 		return;
 	}
-	if (!l->tls) {
+	if (!l->tls)
 		l->cb->data(l->arg, b->base, (size_t)n);
-		return;
+	else {
+		if (l->cin_off > 0 && l->cin_off == l->cin.len)
+			l->cin.len = l->cin_off = 0;
+		buf_append(&l->cin, b->base, (size_t)n);
+		tls_input(l, c);
 	}
-	if (l->cin_off > 0 && l->cin_off == l->cin.len)
-		l->cin.len = l->cin_off = 0;
-	buf_append(&l->cin, b->base, (size_t)n);
-	tls_input(l, c);
+	if (l->conn != c)
+		return;
+	l->turn_read += (size_t)n;
+	if (l->turn_read >= READ_BUDGET) {
+		uv_read_stop(s);
+		l->read_paused = 1;
+		schedule_flush(l);
+	}
 }
 
 static void
@@ -446,7 +464,14 @@ on_flush(uv_prepare_t *p)
 	int rc;
 
 	uv_prepare_stop(p);
-	if (c == NULL || l->writing || l->state < LINK_HANDSHAKE)
+	if (c == NULL)
+		return;
+	l->turn_read = 0;
+	if (l->read_paused) {
+		l->read_paused = 0;
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	}
+	if (l->writing || l->state < LINK_HANDSHAKE)
 		return;
 	if (l->state == LINK_OPEN && l->plain.len > 0) {
 		if (!l->tls)

@@ -107,10 +107,19 @@ on_stanza(void *arg, const char *data, size_t len, const char **text)
 	}
 }
 
+static void
+on_congested(void *arg, int on)
+{
+	struct clawsd *d = arg;
+
+	hub_pause(d->hub, on);
+}
+
 static const struct session_cb session_cb = {
 	.line = on_line,
 	.status = on_status,
 	.state = on_state,
+	.congested = on_congested,
 	.stopped = on_stopped,
 };
 

@@ -91,6 +91,7 @@ struct session {
 	struct sm		 sm;
 	int			 stopping;
 	int			 closing;	/* our </stream:stream> is out */
+	int			 congested;	/* clients are paused */
 	int			 stopped;
 	struct buf		 scratch;
 };
@@ -201,6 +202,17 @@ status_connected(struct session *s, int resumed)
 }
 
 static void
+set_congested(struct session *s, int on)
+{
+	if (s->congested == on)
+		return;
+	s->congested = on;
+	log_debug("%s reading the socket clients", on ? "pause" : "resume");
+	if (s->cb->congested != NULL)
+		s->cb->congested(s->arg, on);
+}
+
+static void
 clear_connection(struct session *s)
 {
 	link_close(s->link);
@@ -217,6 +229,7 @@ clear_connection(struct session *s)
 	s->sm_offered = s->can_bind = 0;
 	s->server_max = 0;
 	s->closing = 0;
+	set_congested(s, 0);
 	sm_lost(&s->sm);
 	/* Without a session to resume, client stanzas go out again anew. */
 	if (!sm_resumable(&s->sm))
@@ -548,6 +561,8 @@ queue_flush(struct session *s)
 	}
 	if (n > 0)
 		log_debug("sent %zu queued stanzas", n);
+	if (squeue_count(&s->queue) == 0)
+		set_congested(s, 0);
 	if (s->state == ST_BINDED && squeue_count(&s->queue) > 0 &&
 	    s->sm.active && squeue_count(&s->sm.unacked) >= s->conf->queue_max)
 		log_debug("stream management: %zu stanzas unacknowledged, "
@@ -561,6 +576,16 @@ session_submit(struct session *s, const char *data, size_t len)
 		return SESSION_TOO_LARGE;
 	if (squeue_count(&s->queue) == 0 && can_send(s)) {
 		send_stanza(s, data, len, SM_CLIENT);
+		return 0;
+	}
+	/*
+	 * Up, but the link or the unacked queue is full: the clients are
+	 * paused, and what their last reads held waits here, past
+	 * queue_max if need be (it is bounded by one read per client).
+	 */
+	if (s->state == ST_BINDED && !s->closing && !s->stopping) {
+		squeue_push(&s->queue, data, len, SM_CLIENT);
+		set_congested(s, 1);
 		return 0;
 	}
 	if (squeue_count(&s->queue) >= s->conf->queue_max)

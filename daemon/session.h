@@ -29,6 +29,12 @@ struct session_cb {
 	 * "Retrying", "in 6.0 s: TLS: certificate: expired".
 	 */
 	void	(*state)(void *arg, const char *name, const char *detail);
+	/*
+	 * The session is up but cannot take stanzas as fast as they come
+	 * (the link or the unacknowledged queue is full): stop reading the
+	 * clients until called again with 0.
+	 */
+	void	(*congested)(void *arg, int on);
 	/* session_stop has finished. */
 	void	(*stopped)(void *arg);
 };
