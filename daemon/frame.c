@@ -5,12 +5,14 @@
 #include "frame.h"
 #include "stream.h"
 #include "xmlp.h"
-#include "xmlw.h"
 
 /*
  * Expat parses one document, a client sends a sequence of elements: each
- * client's input is read inside a wrapper element of our own, which also
- * makes jabber:client the default namespace as on the server's stream.
+ * client's input is read inside a wrapper element of our own.  The wrapper
+ * binds exactly what clawsd's stream header to the server binds (jabber:client
+ * as the default namespace, the stream prefix), so an element that is
+ * well-formed here means the same on the server's stream: a stanza is sent
+ * as the very bytes the client wrote, not rebuilt.
  */
 #define WRAPPER		"<clawsd-input xmlns='" NS_CLIENT "' " \
 			"xmlns:stream='" NS_STREAMS "'>"
@@ -32,10 +34,11 @@ struct frame {
 	struct buf		 prolog;
 	int			 depth;
 	int			 stanza;	/* the pending element is one */
-	struct xmlw		 w;
-	struct buf		 out;
 	unsigned long long	 fed;
 	unsigned long long	 mark;		/* start of the pending element */
+	const char		*chunk;		/* the input being parsed */
+	unsigned long long	 chunk_at;	/* its offset in the input */
+	struct buf		 carry;		/* input from `mark' to `chunk' */
 	const char		*condition;
 	char			 text[160];
 };
@@ -61,12 +64,20 @@ on_start(void *arg, const char *name, const char **attrs)
 	if (f->depth == 2) {
 		f->mark = xmlp_event_start(&f->x);
 		f->stanza = xmlp_stanza_name(name) != NULL;
-		buf_reset(&f->out, 65536);
-		/* The server's stream declares jabber:client already. */
-		xmlw_begin(&f->w, &f->out, NS_CLIENT);
 	}
-	if (f->stanza)
-		xmlw_start(&f->w, name, attrs);
+}
+
+/*
+ * The bytes of the element that ends at `end': in the chunk being parsed
+ * when it began there, else in what was carried over from earlier chunks.
+ */
+static const char *
+element_bytes(struct frame *f, unsigned long long end)
+{
+	if (f->mark >= f->chunk_at)
+		return f->chunk + (f->mark - f->chunk_at);
+	buf_append(&f->carry, f->chunk, (size_t)(end - f->chunk_at));
+	return f->carry.data;
 }
 
 static void XMLCALL
@@ -81,8 +92,6 @@ on_end(void *arg, const char *name)
 		fail(f, FRAME_NOT_WELL_FORMED, "end tag with no start tag");
 		return;
 	}
-	if (f->stanza)
-		xmlw_end(&f->w, name);
 	if (f->depth > 1)
 		return;
 	end = xmlp_event_end(&f->x);
@@ -90,10 +99,13 @@ on_end(void *arg, const char *name)
 		fail(f, FRAME_TOO_LARGE, "element larger than max_stanza_size");
 		return;
 	}
-	f->mark = end;
 	if (f->stanza)
-		f->cb->stanza(f->arg, f->out.data, f->out.len);
-	else
+		f->cb->stanza(f->arg, element_bytes(f, end),
+		    (size_t)(end - f->mark));
+	f->mark = end;
+	/* Memory a large element took is given back. */
+	buf_reset(&f->carry, 65536);
+	if (!f->stanza)
 		f->cb->reject(f->arg, FRAME_NOT_A_STANZA,
 		    "only message, presence and iq are sent to the server");
 }
@@ -104,11 +116,8 @@ on_chars(void *arg, const char *text, int len)
 	struct frame *f = arg;
 	int i;
 
-	if (f->depth >= 2) {
-		if (f->stanza)
-			xmlw_chars(&f->w, text, (size_t)len);
+	if (f->depth >= 2)
 		return;
-	}
 	for (i = 0; i < len; i++) {
 		if (strchr(" \t\r\n", text[i]) == NULL) {
 			fail(f, FRAME_NOT_WELL_FORMED,
@@ -132,8 +141,7 @@ frame_new(size_t max_size, const struct frame_cb *cb, void *arg)
 	f->cb = cb;
 	f->arg = arg;
 	f->max_size = max_size;
-	xmlw_init(&f->w);
-	buf_init(&f->out);
+	buf_init(&f->carry);
 	buf_init(&f->prolog);
 	XML_SetElementHandler(f->x.parser, on_start, on_end);
 	XML_SetCharacterDataHandler(f->x.parser, on_chars);
@@ -146,8 +154,7 @@ frame_free(struct frame *f)
 	if (f == NULL)
 		return;
 	xmlp_free(&f->x);
-	xmlw_free(&f->w);
-	buf_free(&f->out);
+	buf_free(&f->carry);
 	buf_free(&f->prolog);
 	free(f);
 }
@@ -171,11 +178,25 @@ markup_declaration(struct frame *f)
 	    ctx[off - 1] == '!' && ctx[off] >= 'A' && ctx[off] <= 'Z';
 }
 
+/* What an unfinished element has so far waits for the next chunk. */
+static void
+carry_pending(struct frame *f)
+{
+	if (f->mark >= f->chunk_at) {
+		f->carry.len = 0;
+		buf_append(&f->carry, f->chunk + (f->mark - f->chunk_at),
+		    (size_t)(f->fed - f->mark));
+	} else
+		buf_append(&f->carry, f->chunk, (size_t)(f->fed - f->chunk_at));
+}
+
 static int
 parse(struct frame *f, const char *data, size_t len)
 {
 	enum XML_Status st;
 
+	f->chunk = data;
+	f->chunk_at = f->fed;
 	f->fed += len;
 	st = XML_Parse(f->x.parser, data, (int)len, XML_FALSE);
 	if (f->condition == NULL && f->x.refused != NULL) {
@@ -197,6 +218,7 @@ parse(struct frame *f, const char *data, size_t len)
 		f->phase = PHASE_FAILED;
 		return -1;
 	}
+	carry_pending(f);
 	return 0;
 }
 
