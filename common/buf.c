@@ -91,15 +91,6 @@ buf_reserve(struct buf *b, size_t extra)
 	b->cap = cap;
 }
 
-void
-buf_append(struct buf *b, const void *p, size_t n)
-{
-	if (n == 0)
-		return;
-	buf_reserve(b, n);
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-}
 
 void
 buf_puts(struct buf *b, const char *s)
@@ -107,12 +98,6 @@ buf_puts(struct buf *b, const char *s)
 	buf_append(b, s, strlen(s));
 }
 
-void
-buf_putc(struct buf *b, char c)
-{
-	buf_reserve(b, 1);
-	b->data[b->len++] = c;
-}
 
 void
 buf_printf(struct buf *b, const char *fmt, ...)

@@ -72,30 +72,29 @@ struct qname {
 	size_t		 ulen, llen, plen;
 };
 
+/* One pass over "uri SEP local SEP prefix", "uri SEP local" or "local". */
 static void
 qname_split(struct qname *q, const char *name)
 {
-	const char *sep1, *sep2;
+	const char *p, *part = name, *seps[2];
+	int n = 0;
 
-	memset(q, 0, sizeof(*q));
+	for (p = name; *p != '\0'; p++)
+		if (*p == XMLW_NSSEP && n < 2)
+			seps[n++] = p;
 	q->uri = q->prefix = "";
-	sep1 = strchr(name, XMLW_NSSEP);
-	if (sep1 == NULL) {
-		q->local = name;
-		q->llen = strlen(name);
-		return;
+	q->ulen = q->plen = 0;
+	if (n > 0) {
+		q->uri = name;
+		q->ulen = (size_t)(seps[0] - name);
+		part = seps[0] + 1;
 	}
-	q->uri = name;
-	q->ulen = (size_t)(sep1 - name);
-	q->local = sep1 + 1;
-	sep2 = strchr(q->local, XMLW_NSSEP);
-	if (sep2 == NULL) {
-		q->llen = strlen(q->local);
-		return;
+	q->local = part;
+	q->llen = (size_t)((n > 1 ? seps[1] : p) - part);
+	if (n > 1) {
+		q->prefix = seps[1] + 1;
+		q->plen = (size_t)(p - q->prefix);
 	}
-	q->llen = (size_t)(sep2 - q->local);
-	q->prefix = sep2 + 1;
-	q->plen = strlen(q->prefix);
 }
 
 void
