@@ -117,4 +117,18 @@ uninstall:
 
 .PHONY: all deps unit integration check demo clean install uninstall
 
+# ---- benchmark (tests/bench/README.md; not part of `make check')
+#
+# `make bench' installs what it needs (tests/bench/deps.sh), builds clawsd
+# and the tools into $(B)/bench, and prints one table: clawsd and a
+# libstrophe relay side by side, the expat limit, the harness's ceiling.
+# BENCH_N=50000 for a quick run; other knobs in tests/bench/bench.py.
+bench:
+	@sh tests/bench/deps.sh
+	$(MAKE) --no-print-directory clawsd
+	$(MAKE) --no-print-directory -f tests/bench/bench.mk B=$(B) bench-tools
+	$(PYTHON) tests/bench/bench.py
+
+.PHONY: bench
+
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
