@@ -2,6 +2,7 @@
  * clawsd: keep one XMPP client session alive and bridge it to a Unix socket.
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,6 +310,12 @@ main(int argc, char **argv)
 	apply_log_level(&d.conf, d.verbose);
 	/* A client that goes away mid-write must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Large buffers (a slow subscriber's backlog, a big stanza) come from
+	 * mmap and go back to the system when freed; glibc would otherwise
+	 * raise the threshold after the first free and keep them.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	if (uv_loop_init(&d.loop) != 0) {
 		log_error("cannot create the event loop");
 		return 1;

@@ -1260,6 +1260,21 @@ on_stream_open(void *arg, const struct xnode *header)
 	log_debug("stream opened by the server (id %s)", id ? id : "none");
 }
 
+/* Negotiation belongs to the stream, never to the subscribers. */
+static int
+stream_level(const struct xnode *e)
+{
+	static const char *const ns[] = {
+		NS_STREAMS, NS_TLS, NS_SASL, NS_SM,
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
+		if (strcmp(e->ns, ns[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 on_stream_element(void *arg, const struct stream_elem *e)
 {
@@ -1283,6 +1298,11 @@ on_stream_element(void *arg, const struct stream_elem *e)
 		return;
 	}
 	if (s->state == ST_BINDED) {
+		if (stream_level(e->tree)) {
+			log_debug("ignored <%s xmlns='%s'> from the server: "
+			    "stream level", e->tree->name, e->tree->ns);
+			return;
+		}
 		s->cb->line(s->arg, e->line, e->len);
 		return;
 	}
