@@ -74,6 +74,8 @@ integration: clawsd $(B)/tests/srvq
 check: deps
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) fuzz-regress
+	$(MAKE) asan-check
 
 demo: deps clawsd
 	$(PYTHON) tests/demo.py
@@ -116,6 +118,108 @@ uninstall:
 	@echo "kept $(DESTDIR)$(CONFDIR) (configuration and passwords)"
 
 .PHONY: all deps unit integration check demo clean install uninstall
+
+# ---- hostile input: fuzzing, sanitizers, valgrind (see tests/fuzz/README)
+#
+# `make fuzz' runs each libFuzzer target for FUZZ_SECONDS (new inputs go to
+# build-fuzz/corpus, crashes to build-fuzz/artifacts); `make fuzz-regress'
+# (part of `make check') runs each over its seed corpus in tests/fuzz/corpus.
+# `make asan-check' (part of `make check') builds the daemon and the unit
+# tests with ASan+UBSan in build-asan and runs the unit and integration
+# tests with them; `make valgrind' runs the integration suite with the
+# daemon under memcheck.
+FUZZ_CC	 = clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS ?=
+FZ	 = build-fuzz
+FUZZ_TARGETS = fuzz_frame fuzz_stream fuzz_scram fuzz_conf
+FUZZ_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	   -fno-sanitize-recover=all -std=c11 -D_GNU_SOURCE -Wall -Wextra \
+	   -Wno-unused-parameter
+FUZZ_OBJ = $(patsubst %.c,$(FZ)/%.o,$(COMMON_SRC) $(DAEMON_SRC))
+FUZZ_BIN = $(addprefix $(FZ)/,$(FUZZ_TARGETS))
+BA	 = build-asan
+ASAN_CC	 = clang
+ASAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	   -fno-sanitize-recover=all
+ASAN_UNIT_BIN = $(patsubst $(B)/%,$(BA)/%,$(UNIT_BIN))
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
+	   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# The ASan pass runs the integration suite against one server (the daemon's
+# memory handling does not depend on which; the plain pass covers both):
+# ASAN_SERVERS=prosody,ejabberd for both.  ASAN_PYTEST_ARGS: more pytest
+# arguments, e.g. -x.
+ASAN_SERVERS ?= prosody
+ASAN_PYTEST_ARGS ?=
+VALGRIND = valgrind --leak-check=full --errors-for-leak-kinds=definite \
+	   --error-exitcode=99 -q
+VALGRIND_PYTEST_ARGS ?=
+
+# The daemon's binary inside a build folder (the ASan one: build-asan/clawsd).
+$(B)/clawsd: $(B)/daemon/main.o $(B)/libclawsd.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(FZ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -Itests/fuzz $(FUZZ_CFLAGS) \
+	    -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FZ)/libclawsd.a: $(FUZZ_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_BIN): $(FZ)/%: $(FZ)/tests/fuzz/%.o $(FZ)/tests/fuzz/canon.o \
+	    $(FZ)/libclawsd.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(FZ)/artifacts
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    case $$t in fuzz_frame|fuzz_stream) d=xml;; *) d=$${t#fuzz_};; esac; \
+	    mkdir -p $(FZ)/corpus/$$t; \
+	    echo "== $$t: $(FUZZ_SECONDS) s (log: $(FZ)/$$t.log)"; \
+	    if ! $(FZ)/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -print_final_stats=1 -dict=tests/fuzz/$$d.dict \
+	        -artifact_prefix=$(FZ)/artifacts/$$t- $(FUZZ_FLAGS) \
+	        $(FZ)/corpus/$$t tests/fuzz/corpus/$$t >$(FZ)/$$t.log 2>&1; \
+	    then tail -60 $(FZ)/$$t.log; \
+	        echo "$$t: CRASH, reproducer in $(FZ)/artifacts/"; exit 1; fi; \
+	    grep -E '^(Done|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))' $(FZ)/$$t.log; \
+	done
+
+fuzz-regress: $(FUZZ_BIN)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    echo "== $$t over tests/fuzz/corpus/$$t ($$(ls tests/fuzz/corpus/$$t | wc -l) inputs)"; \
+	    if ! $(FZ)/$$t -runs=0 -timeout=10 -artifact_prefix=$(FZ)/$$t- \
+	        tests/fuzz/corpus/$$t >$(FZ)/$$t.regress.log 2>&1; \
+	    then tail -60 $(FZ)/$$t.regress.log; exit 1; fi; \
+	done
+
+asan-build:
+	CFLAGS="$(ASAN_CFLAGS)" $(MAKE) --no-print-directory B=$(BA) \
+	    CC=$(ASAN_CC) $(BA)/clawsd $(ASAN_UNIT_BIN)
+
+asan-check: asan-build
+	@set -e; for t in $(ASAN_UNIT_BIN); do \
+	    echo "== $$t (ASan+UBSan)"; $(ASAN_ENV) $$t; done
+	$(ASAN_ENV) CLAWSD_BIN=$(CURDIR)/$(BA)/clawsd \
+	    CLAWSD_TEST_SERVERS=$(ASAN_SERVERS) $(PYTHON) -m pytest -q \
+	    -p no:cacheprovider $(ASAN_PYTEST_ARGS) tests/integration
+
+valgrind: clawsd
+	CLAWSD_WRAPPER="$(VALGRIND)" $(PYTHON) -m pytest -q -p no:cacheprovider \
+	    $(VALGRIND_PYTEST_ARGS) tests/integration
+
+clean: clean-hostile
+clean-hostile:
+	rm -rf $(FZ) $(BA)
+
+.PHONY: fuzz fuzz-build fuzz-regress asan-build asan-check valgrind \
+	clean-hostile
+
+-include $(shell find $(FZ) -name '*.d' 2>/dev/null)
 
 # ---- benchmark (tests/bench/README.md; not part of `make check')
 #

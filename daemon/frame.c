@@ -32,6 +32,7 @@ struct frame {
 	size_t			 max_size;
 	enum frame_phase	 phase;
 	struct buf		 prolog;
+	int			 bom_done;	/* the first bytes were looked at */
 	int			 depth;
 	int			 stanza;	/* the pending element is one */
 	unsigned long long	 fed;
@@ -252,9 +253,19 @@ prolog(struct frame *f, const char *data, size_t len)
 	const char *end;
 
 	buf_append(&f->prolog, data, len);
-	/* A byte order mark is no part of the document's text. */
-	if (f->prolog.len >= 3 && memcmp(f->prolog.data, "\xef\xbb\xbf", 3) == 0)
-		buf_consume(&f->prolog, 3);
+	/*
+	 * A byte order mark is no part of the document's text.  Only one, at
+	 * the very start, and it may arrive in pieces like anything else.
+	 */
+	if (!f->bom_done) {
+		n = f->prolog.len < 3 ? f->prolog.len : 3;
+		if (memcmp(f->prolog.data, "\xef\xbb\xbf", n) == 0) {
+			if (n < 3)
+				return 0;
+			buf_consume(&f->prolog, 3);
+		}
+		f->bom_done = 1;
+	}
 	n = f->prolog.len;
 	if (n == 0)
 		return 0;

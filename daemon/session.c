@@ -93,6 +93,7 @@ struct session {
 	int			 closing;	/* our </stream:stream> is out */
 	int			 congested;	/* clients are paused */
 	int			 stopped;
+	int			 open_timers;	/* not closed yet, of 4 */
 	struct buf		 scratch;
 };
 
@@ -1057,6 +1058,12 @@ sm_element(struct session *s, struct xnode *e)
 	const char *h;
 
 	if (strcmp(e->name, "r") == 0) {
+		/* Only a stream that enabled it answers: XEP-0198 4. */
+		if (!s->sm.active) {
+			log_info("ignored an ack request: stream management "
+			    "is not enabled");
+			return;
+		}
 		s->scratch.len = 0;
 		buf_printf(&s->scratch, "<a xmlns='" NS_SM "' h='%lu'/>",
 		    (unsigned long)s->sm.h_in);
@@ -1449,10 +1456,17 @@ session_stop(struct session *s)
 	uv_timer_start(&s->stop_timer, on_stop_timeout, STOP_TIMEOUT_MS, 0);
 }
 
+/*
+ * The struct goes once its last timer is closed: libuv reads every closing
+ * handle after the close callback of the one before it has run.
+ */
 static void
 on_session_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct session *s = h->data;
+
+	if (--s->open_timers == 0)
+		free(s);
 }
 
 void
@@ -1470,8 +1484,9 @@ session_free(struct session *s)
 	sasl_cache_clear(&s->sasl_cache);
 	free(s->jid);
 	buf_free(&s->scratch);
-	uv_close((uv_handle_t *)&s->handshake, NULL);
-	uv_close((uv_handle_t *)&s->retry, NULL);
-	uv_close((uv_handle_t *)&s->ping_timer, NULL);
+	s->open_timers = 4;
+	uv_close((uv_handle_t *)&s->handshake, on_session_closed);
+	uv_close((uv_handle_t *)&s->retry, on_session_closed);
+	uv_close((uv_handle_t *)&s->ping_timer, on_session_closed);
 	uv_close((uv_handle_t *)&s->stop_timer, on_session_closed);
 }

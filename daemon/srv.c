@@ -320,8 +320,11 @@ finish(struct srv_query *q)
 	if (n > 0) {
 		st = SRV_FOUND;
 		list = xmalloc(n * sizeof(*list));
-		memcpy(list, d->list, d->n * sizeof(*list));
-		memcpy(list + d->n, s->list, s->n * sizeof(*list));
+		/* memcpy(3) wants real pointers even for 0 bytes. */
+		if (d->n > 0)
+			memcpy(list, d->list, d->n * sizeof(*list));
+		if (s->n > 0)
+			memcpy(list + d->n, s->list, s->n * sizeof(*list));
 		free(d->list);
 		free(s->list);
 		d->list = s->list = NULL;

@@ -1,0 +1,49 @@
+/*
+ * A canonical form of XML elements for the fuzz targets, made with a plain
+ * expat parser of our own (namespaces on, no triplets): resolved names,
+ * attributes sorted, adjacent text merged, namespace declarations and
+ * prefixes gone.  Two elements are equal as trees when their canonical
+ * forms are equal bytes.
+ *
+ * The form: "<" name NUL, then for each attribute in name order "@" name
+ * NUL value NUL, then the content ("T" text NUL for a run of text, a child
+ * element), then ">".  XML text holds no NUL, so this is unambiguous.
+ */
+#ifndef CLAWSD_FUZZ_CANON_H
+#define CLAWSD_FUZZ_CANON_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+#define CANON_MAX	64
+
+struct canon_elem {
+	struct buf	 form;
+	char		*name;		/* "uri\x01local" or "local" */
+};
+
+struct canon {
+	struct canon_elem	 elems[CANON_MAX];
+	size_t			 n;	/* complete elements recorded */
+	size_t			 lost;	/* complete ones beyond CANON_MAX */
+	int			 error;	/* expat said the input is bad */
+	int			 roots;	/* elements at depth 1 */
+};
+
+/*
+ * Parse `data' as one document (final) and record every complete element
+ * at depth `depth' (1: the document element; 2: the children of a stream
+ * or wrapper).
+ */
+void	canon_parse(struct canon *, const char *data, size_t len, int depth);
+void	canon_free(struct canon *);
+
+/* Abort with a message and both forms when they differ. */
+void	canon_expect_equal(const struct canon_elem *want,
+	    const struct canon_elem *got, const char *what);
+
+/* Print a buffer with its NULs and controls visible, to stderr. */
+void	canon_dump(const char *label, const char *data, size_t len);
+
+#endif

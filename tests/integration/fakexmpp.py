@@ -1,0 +1,338 @@
+"""A tiny, deliberately scriptable XMPP server for the hostile-server tests.
+
+Plain TCP on 127.0.0.1 (clawsd with `tls = none`), SCRAM-SHA-1 only (clawsd
+never sends PLAIN unencrypted), resource binding, nothing else.  Once a
+session is bound the test sends whatever bytes it likes with
+Session.send(), well-formed or not; the server never checks what it sends.
+
+    srv = FakeXmppServer(user="bot", password="pw")
+    srv.start()
+    sess = srv.wait_session(timeout=10)      # bound session number 1
+    sess.send(b"<message>...</message>")
+    sess.wait_closed(timeout=10)            # clawsd hung up
+    srv.stop()
+
+`header_attrs` adds attributes (e.g. namespace declarations) to the stream
+header the server sends.  `before_header` is sent before the stream header
+of the first stream of every connection (e.g. a DOCTYPE).
+
+Everything runs in background threads; every wait is bounded; every
+socket is closed by stop().
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import socket
+import threading
+import time
+import xml.parsers.expat
+
+STREAMS_NS = "http://etherx.jabber.org/streams"
+SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
+BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
+
+
+class _Elem:
+    __slots__ = ("ns", "name", "attrs", "text", "children")
+
+    def __init__(self, ns, name, attrs):
+        self.ns, self.name, self.attrs = ns, name, attrs
+        self.text = ""
+        self.children = []
+
+    def child(self, name):
+        for c in self.children:
+            if c.name == name:
+                return c
+        return None
+
+
+class _StreamReader:
+    """The client's stream, parsed with expat: stream headers and every
+    top-level element (as a small tree), in order, into `events`."""
+
+    def __init__(self):
+        self.events = []
+        self.reset()
+
+    def reset(self):
+        p = xml.parsers.expat.ParserCreate(namespace_separator="\x01")
+        p.StartElementHandler = self._start
+        p.EndElementHandler = self._end
+        p.CharacterDataHandler = self._chars
+        self.p = p
+        self.stack = []
+
+    @staticmethod
+    def _split(name):
+        if "\x01" in name:
+            ns, local = name.split("\x01", 1)
+            return ns, local
+        return "", name
+
+    def _start(self, name, attrs):
+        ns, local = self._split(name)
+        e = _Elem(ns, local, dict(attrs))
+        if not self.stack:
+            self.events.append(("header", e))
+        elif len(self.stack) >= 2:
+            self.stack[-1].children.append(e)
+        self.stack.append(e)
+
+    def _end(self, name):
+        e = self.stack.pop()
+        if len(self.stack) == 1:
+            self.events.append(("element", e))
+        elif not self.stack:
+            self.events.append(("close", e))
+
+    def _chars(self, data):
+        if len(self.stack) >= 2:
+            self.stack[-1].text += data
+
+    def feed(self, data):
+        self.p.Parse(data, False)
+
+
+def _xor(a, b):
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+class Session:
+    """One TCP connection from clawsd, once it got past SASL and binding."""
+
+    def __init__(self, server, sock, number):
+        self.server = server
+        self.sock = sock
+        self.number = number
+        self.jid = None
+        self.closed = threading.Event()
+        self.received = []      # top-level elements after binding
+        self._lock = threading.Lock()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        with self._lock:
+            self.sock.sendall(data)
+
+    def wait_closed(self, timeout=10.0):
+        if not self.closed.wait(timeout):
+            raise TimeoutError("fake server: session %d still open after %.1fs"
+                               % (self.number, timeout))
+        return True
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class FakeXmppServer:
+    def __init__(self, user, password, domain="localhost", header_attrs="",
+                 before_header=b"", iterations=4096):
+        self.user = user
+        self.password = password
+        self.domain = domain
+        self.header_attrs = header_attrs
+        self.before_header = before_header
+        self.iterations = iterations
+        self.salt = os.urandom(16)
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.connections = 0
+        self.sessions = []
+        self.errors = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._socks = []
+        self._threads = []
+
+    # -- life cycle
+
+    def start(self):
+        self.lsock.listen(8)
+        t = threading.Thread(target=self._accept_loop, name="fakexmpp-accept",
+                             daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stopping = True
+        # shutdown, not only close: that is what wakes a blocked accept()
+        for how in (lambda: self.lsock.shutdown(socket.SHUT_RDWR), self.lsock.close):
+            try:
+                how()
+            except OSError:
+                pass
+        for s in list(self._socks):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
+        for t in self._threads:
+            t.join(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def wait_session(self, number=None, timeout=10.0):
+        """The bound session `number` (1-based; default: the next one not
+        yet returned)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if number is None:
+                number = getattr(self, "_next", 1)
+            while len(self.sessions) < number:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("fake server: no bound session #%d in %.1fs "
+                                       "(connections %d, errors %r)"
+                                       % (number, timeout, self.connections, self.errors))
+                self._cond.wait(remaining)
+            self._next = number + 1
+            return self.sessions[number - 1]
+
+    # -- the protocol
+
+    def _accept_loop(self):
+        while not self._stopping:
+            try:
+                sock, _ = self.lsock.accept()
+            except OSError:
+                return
+            self._socks.append(sock)
+            self.connections += 1
+            t = threading.Thread(target=self._serve, args=(sock,),
+                                 name="fakexmpp-conn", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _header(self):
+        return ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                "xmlns:stream='%s' id='%s' from='%s' version='1.0' "
+                "xml:lang='en' %s>" % (STREAMS_NS, os.urandom(6).hex(),
+                                       self.domain, self.header_attrs)).encode()
+
+    def _serve(self, sock):
+        reader = _StreamReader()
+        sess = None
+        state = "header"
+        scram = {}
+        sock.settimeout(30)
+        try:
+            while not self._stopping:
+                try:
+                    data = sock.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                try:
+                    reader.feed(data)
+                except xml.parsers.expat.ExpatError as e:
+                    self.errors.append("client sent bad XML: %s" % e)
+                    break
+                while reader.events:
+                    kind, e = reader.events.pop(0)
+                    if kind == "close":
+                        raise ConnectionAbortedError
+                    if kind == "header":
+                        pre = self.before_header if state == "header" else b""
+                        if state == "header":
+                            feats = ("<stream:features><mechanisms xmlns='%s'>"
+                                     "<mechanism>SCRAM-SHA-1</mechanism>"
+                                     "</mechanisms></stream:features>" % SASL_NS)
+                            state = "auth"
+                        else:
+                            feats = ("<stream:features><bind xmlns='%s'/>"
+                                     "</stream:features>" % BIND_NS)
+                            state = "bind"
+                        sock.sendall(pre + self._header() + feats.encode())
+                        continue
+                    if state == "auth" and e.name == "auth":
+                        state = self._scram_first(sock, e, scram)
+                    elif state == "challenged" and e.name == "response":
+                        state = self._scram_final(sock, e, scram)
+                        if state == "restart":
+                            reader.reset()
+                    elif state == "bind" and e.name == "iq":
+                        b = e.child("bind")
+                        res = b.child("resource") if b is not None else None
+                        jid = "%s@%s/%s" % (self.user, self.domain,
+                                            res.text if res is not None else "fake")
+                        sock.sendall(("<iq type='result' id='%s'><bind xmlns='%s'>"
+                                      "<jid>%s</jid></bind></iq>"
+                                      % (e.attrs.get("id", ""), BIND_NS, jid)).encode())
+                        with self._cond:
+                            sess = Session(self, sock, len(self.sessions) + 1)
+                            sess.jid = jid
+                            self.sessions.append(sess)
+                            self._cond.notify_all()
+                        state = "bound"
+                    elif state == "bound":
+                        sess.received.append(e)
+                    else:
+                        self.errors.append("unexpected <%s/> in %s" % (e.name, state))
+        except (OSError, ConnectionAbortedError):
+            pass
+        finally:
+            if sess is not None:
+                sess.closed.set()
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _scram_first(self, sock, e, scram):
+        if e.attrs.get("mechanism") != "SCRAM-SHA-1":
+            sock.sendall(("<failure xmlns='%s'><invalid-mechanism/></failure>"
+                          % SASL_NS).encode())
+            return "auth"
+        msg = base64.b64decode(e.text).decode()
+        gs2, _, bare = msg.partition("n=")
+        bare = "n=" + bare
+        attrs = dict(kv.split("=", 1) for kv in bare.split(","))
+        nonce = attrs["r"] + base64.b64encode(os.urandom(12)).decode()
+        first = "r=%s,s=%s,i=%d" % (nonce, base64.b64encode(self.salt).decode(),
+                                    self.iterations)
+        scram.update(bare=bare, first=first, nonce=nonce, user=attrs["n"])
+        sock.sendall(("<challenge xmlns='%s'>%s</challenge>"
+                      % (SASL_NS, base64.b64encode(first.encode()).decode())).encode())
+        return "challenged"
+
+    def _scram_final(self, sock, e, scram):
+        final = base64.b64decode(e.text).decode()
+        without_proof, _, proof = final.rpartition(",p=")
+        auth = ",".join([scram["bare"], scram["first"], without_proof])
+        salted = hashlib.pbkdf2_hmac("sha1", self.password.encode(), self.salt,
+                                     self.iterations)
+        client_key = hmac.new(salted, b"Client Key", hashlib.sha1).digest()
+        stored = hashlib.sha1(client_key).digest()
+        sig = hmac.new(stored, auth.encode(), hashlib.sha1).digest()
+        ok = (scram["user"] == self.user
+              and ("r=" + scram["nonce"]) in without_proof.split(",")
+              and hmac.compare_digest(_xor(client_key, sig), base64.b64decode(proof)))
+        if not ok:
+            sock.sendall(("<failure xmlns='%s'><not-authorized/></failure>"
+                          % SASL_NS).encode())
+            return "auth"
+        server_key = hmac.new(salted, b"Server Key", hashlib.sha1).digest()
+        v = hmac.new(server_key, auth.encode(), hashlib.sha1).digest()
+        sock.sendall(("<success xmlns='%s'>%s</success>"
+                      % (SASL_NS, base64.b64encode(b"v=" + base64.b64encode(v)).decode())
+                      ).encode())
+        return "restart"
