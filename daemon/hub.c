@@ -351,6 +351,42 @@ hub_configure(struct hub *h, const struct conf *conf)
 }
 
 /*
+ * Whoever may write to the socket's folder may put a socket of their own in
+ * its place: refuse a folder everyone may write to (unless it is sticky, as
+ * /tmp is: there only the owner renames or removes a file) or one that
+ * belongs to another user than root or us.
+ */
+static int
+check_folder(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct stat st;
+
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s",
+		    slash == path ? 1 : (int)(slash - path), path);
+	if (stat(dir, &st) != 0) {
+		log_error("socket: folder %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+		log_error("socket: folder %s is writable by everyone", dir);
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		log_error("socket: folder %s belongs to uid %ld, neither root "
+		    "nor us", dir, (long)st.st_uid);
+		return -1;
+	}
+	if ((st.st_mode & S_IWGRP) && !(st.st_mode & S_ISVTX))
+		log_warn("socket: folder %s is writable by its group", dir);
+	return 0;
+}
+
+/*
  * A socket file at `path' is either held by a live daemon (refuse to start)
  * or left over by one that died (remove it).  Anything else is not ours.
  */
@@ -464,7 +500,8 @@ hub_listen(struct hub *h, const struct conf *conf, int fd)
 
 	hub_configure(h, conf);
 	if (fd < 0) {
-		if (clear_stale(conf->socket_path) != 0)
+		if (check_folder(conf->socket_path) != 0 ||
+		    clear_stale(conf->socket_path) != 0)
 			return -1;
 		fd = bind_socket(conf);
 		if (fd < 0)

@@ -2,6 +2,7 @@
 connection (section 3), the command line (section 1) and shutdown (section 5).
 """
 
+import os
 import re
 import shutil
 import signal
@@ -482,3 +483,28 @@ def test_sigint_exit_0(clawsd):
     clawsd.kill(signal.SIGINT)
     assert clawsd.proc.wait(timeout=15) == 0
     assert not clawsd.socket_path.exists()
+
+
+def test_socket_folder_writable_by_everyone_refused(make_clawsd):
+    """Anyone could put a socket of their own in its place: exit 1."""
+    d = make_clawsd()
+    os.chmod(d.dir, 0o777)
+    try:
+        d.start(wait_socket=False)
+        harness.wait_until(lambda: not d.alive, 10, what="clawsd to exit")
+        assert d.returncode == 1
+        assert "writable by everyone" in d.log()
+        assert not d.socket_path.exists()
+    finally:
+        os.chmod(d.dir, 0o700)
+
+
+def test_socket_folder_sticky_accepted(make_clawsd):
+    """A sticky folder such as /tmp protects the file: accepted."""
+    d = make_clawsd()
+    os.chmod(d.dir, 0o1777)
+    try:
+        d.start()
+        assert d.socket_path.exists()
+    finally:
+        os.chmod(d.dir, 0o700)
