@@ -243,31 +243,32 @@ start_watchdog(struct clawsd *d)
 static int
 run(struct clawsd *d)
 {
+	int rc = 1;
+
 	d->listen_fd = -1;
 	if (notify_listen_fd(&d->listen_fd) < 0)
 		return 1;
 	d->hub = hub_new(&d->loop, &hub_cb, d);
 	d->session = session_new(&d->loop, &session_cb, d);
-	if (d->session == NULL) {
+	if (d->session == NULL)
 		log_error("cannot set up the session");
-		return 1;
+	else if (session_configure(d->session, &d->conf) == 0 &&
+	    hub_listen(d->hub, &d->conf, d->listen_fd) == 0) {
+		watch_signal(d, &d->sigterm, SIGTERM);
+		watch_signal(d, &d->sigint, SIGINT);
+		watch_signal(d, &d->sighup, SIGHUP);
+		/* Clients can connect now: the session comes up on its own. */
+		notify_send("READY=1");
+		start_watchdog(d);
+		session_start(d->session);
+		uv_run(&d->loop, UV_RUN_DEFAULT);
+		rc = 0;
 	}
-	if (session_configure(d->session, &d->conf) != 0)
-		return 1;
-	if (hub_listen(d->hub, &d->conf, d->listen_fd) != 0)
-		return 1;
-	watch_signal(d, &d->sigterm, SIGTERM);
-	watch_signal(d, &d->sigint, SIGINT);
-	watch_signal(d, &d->sighup, SIGHUP);
-	/* Clients can connect from now on: the session comes up on its own. */
-	notify_send("READY=1");
-	start_watchdog(d);
-	session_start(d->session);
-	uv_run(&d->loop, UV_RUN_DEFAULT);
+	/* Close every handle, on the way out of a failure too. */
 	session_free(d->session);
 	hub_free(d->hub);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
-	return 0;
+	return rc;
 }
 
 int
