@@ -1,6 +1,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,18 +79,33 @@ struct link {
 
 static void on_flush(uv_prepare_t *);
 
+/* The connection is over: say why, once, and go idle. */
 static void
-tls_reason(struct link *l, const char *what, int err)
+fail(struct link *l, const char *fmt, ...)
+{
+	char reason[sizeof(l->reason)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	memcpy(l->reason, reason, sizeof(reason));
+	link_close(l);
+	l->cb->closed(l->arg, l->reason);
+}
+
+static void
+tls_fail(struct link *l, const char *what, int err)
 {
 	char text[128];
 
 	mbedtls_strerror(err, text, sizeof(text));
-	snprintf(l->reason, sizeof(l->reason), "TLS: %s: %s", what, text);
+	fail(l, "TLS: %s: %s", what, text);
 }
 
 /* Certificate problems in one line, e.g. "certificate expired". */
 static void
-verify_reason(struct link *l, uint32_t flags)
+verify_fail(struct link *l, uint32_t flags)
 {
 	char info[384], *p;
 
@@ -97,16 +113,7 @@ verify_reason(struct link *l, uint32_t flags)
 	for (p = info; *p; p++)
 		if (*p == '\n')
 			*p = p[1] ? ';' : '\0';
-	snprintf(l->reason, sizeof(l->reason), "TLS: certificate: %s", info);
-}
-
-static void
-fail(struct link *l, const char *reason)
-{
-	if (reason != l->reason)
-		snprintf(l->reason, sizeof(l->reason), "%s", reason);
-	link_close(l);
-	l->cb->closed(l->arg, l->reason);
+	fail(l, "TLS: certificate: %s", info);
 }
 
 static void
@@ -270,7 +277,6 @@ link_free(struct link *l)
 	buf_free(&l->plain);
 	buf_free(&l->out);
 	buf_free(&l->wbuf);
-	l->flush.data = l;
 	uv_close((uv_handle_t *)&l->flush, on_conn_closed);
 }
 
@@ -287,10 +293,9 @@ handshake(struct link *l)
 	if (rc != 0) {
 		flags = mbedtls_ssl_get_verify_result(&l->ssl);
 		if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags != 0)
-			verify_reason(l, flags);
+			verify_fail(l, flags);
 		else
-			tls_reason(l, "handshake", rc);
-		fail(l, l->reason);
+			tls_fail(l, "handshake", rc);
 		return -1;
 	}
 	l->state = LINK_OPEN;
@@ -312,8 +317,7 @@ tls_start(struct link *l)
 	if (rc == 0)
 		rc = mbedtls_ssl_set_hostname(&l->ssl, l->domain);
 	if (rc != 0) {
-		tls_reason(l, "setup", rc);
-		fail(l, l->reason);
+		tls_fail(l, "setup", rc);
 		return -1;
 	}
 	mbedtls_ssl_set_bio(&l->ssl, l, bio_send, bio_recv, NULL);
@@ -352,10 +356,8 @@ tls_input(struct link *l, struct conn *c)
 			break;
 		if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
 			fail(l, "connection closed by the server");
-		else {
-			tls_reason(l, "read", rc);
-			fail(l, l->reason);
-		}
+		else
+			tls_fail(l, "read", rc);
 		return;
 	}
 	if (l->conn != c)
@@ -386,11 +388,8 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (n < 0) {
 		if (n == UV_EOF)
 			fail(l, "connection closed by the server");
-		else {
-			snprintf(l->reason, sizeof(l->reason), "TCP: read: %s",
-			    uv_strerror((int)n));
-			fail(l, l->reason);
-		}
+		else
+			fail(l, "TCP: read: %s", uv_strerror((int)n));
 		return;
 	}
 	if (!l->tls)
@@ -422,9 +421,7 @@ on_write(uv_write_t *req, int status)
 	l->writing = 0;
 	l->wbuf.len = 0;
 	if (status < 0) {
-		snprintf(l->reason, sizeof(l->reason), "TCP: write: %s",
-		    uv_strerror(status));
-		fail(l, l->reason);
+		fail(l, "TCP: write: %s", uv_strerror(status));
 		return;
 	}
 	if (l->out.len > 0 || l->plain.len > 0)
@@ -445,8 +442,7 @@ encrypt_pending(struct link *l)
 		    (const unsigned char *)l->plain.data + off,
 		    l->plain.len - off);
 		if (rc < 0) {
-			tls_reason(l, "write", rc);
-			fail(l, l->reason);
+			tls_fail(l, "write", rc);
 			return -1;
 		}
 		off += (size_t)rc;
@@ -487,15 +483,26 @@ on_flush(uv_prepare_t *p)
 	c->wreq.data = c;
 	rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
 	if (rc < 0) {
-		snprintf(l->reason, sizeof(l->reason), "TCP: write: %s",
-		    uv_strerror(rc));
-		fail(l, l->reason);
+		fail(l, "TCP: write: %s", uv_strerror(rc));
 		return;
 	}
 	l->writing = 1;
 }
 
 static void try_next(struct link *);
+
+/* This address did not answer: keep why, drop its socket, try the next. */
+static void
+address_failed(struct link *l, struct conn *c, int err)
+{
+	snprintf(l->reason, sizeof(l->reason), "TCP: connect %s: %s",
+	    l->peer, uv_strerror(err));
+	log_info("%s", l->reason);
+	l->conn = NULL;
+	c->link = NULL;
+	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+	try_next(l);
+}
 
 static void
 on_connect(uv_connect_t *req, int status)
@@ -506,13 +513,7 @@ on_connect(uv_connect_t *req, int status)
 	if (l == NULL)
 		return;
 	if (status < 0) {
-		snprintf(l->reason, sizeof(l->reason), "TCP: connect %s: %s",
-		    l->peer, uv_strerror(status));
-		log_info("%s", l->reason);
-		l->conn = NULL;
-		c->link = NULL;
-		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-		try_next(l);
+		address_failed(l, c, status);
 		return;
 	}
 	log_debug("TCP: connected to %s", l->peer);
@@ -554,7 +555,8 @@ try_next(struct link *l)
 	int rc;
 
 	if (ai == NULL) {
-		fail(l, l->reason[0] ? l->reason : "TCP: no address to try");
+		fail(l, "%s",
+		    l->reason[0] ? l->reason : "TCP: no address to try");
 		return;
 	}
 	l->next_addr = ai->ai_next;
@@ -567,14 +569,8 @@ try_next(struct link *l)
 	l->conn = c;
 	l->state = LINK_CONNECTING;
 	rc = uv_tcp_connect(&c->creq, &c->tcp, ai->ai_addr, on_connect);
-	if (rc < 0) {
-		snprintf(l->reason, sizeof(l->reason), "TCP: connect %s: %s",
-		    l->peer, uv_strerror(rc));
-		l->conn = NULL;
-		c->link = NULL;
-		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
-		try_next(l);
-	}
+	if (rc < 0)
+		address_failed(l, c, rc);
 }
 
 static void
@@ -589,9 +585,7 @@ on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	}
 	l->gai = NULL;
 	if (status < 0) {
-		snprintf(l->reason, sizeof(l->reason), "DNS: %s",
-		    uv_strerror(status));
-		fail(l, l->reason);
+		fail(l, "DNS: %s", uv_strerror(status));
 		return;
 	}
 	l->addrs = l->next_addr = res;
@@ -622,9 +616,7 @@ link_connect(struct link *l, const char *host, int port, const char *domain,
 	if (rc < 0) {
 		free(l->gai);
 		l->gai = NULL;
-		snprintf(l->reason, sizeof(l->reason), "DNS: %s: %s", host,
-		    uv_strerror(rc));
-		fail(l, l->reason);
+		fail(l, "DNS: %s: %s", host, uv_strerror(rc));
 	}
 }
 
