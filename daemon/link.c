@@ -23,6 +23,16 @@
  * subscribers before more arrive.
  */
 #define READ_BUDGET	(4 * READ_SIZE)
+/*
+ * Record crypto costs about as much as parsing the stanzas inside: from
+ * this many bytes on, it runs in libuv's thread pool while the loop parses
+ * the previous batch.  Less than that (an interactive stanza) is done at
+ * once, which costs no thread hand-off in latency.
+ */
+#define OFFLOAD_MIN	16384
+/* Ciphertext kept while a batch is in the pool; reading stops beyond. */
+#define RX_MAX		(1u << 20)
+#define RECORD_MAX	16384
 #define SYSTEM_BUNDLE	"/etc/ssl/certs/ca-certificates.crt"
 #define SYSTEM_CADIR	"/etc/ssl/certs"
 
@@ -34,24 +44,49 @@ enum link_state {
 	LINK_OPEN,
 };
 
-/* One TCP connection; freed when libuv has closed its handle. */
+/*
+ * Trust anchors and settings.  A connection keeps the one it started with,
+ * so a reload never changes them under a TLS session or a batch in the
+ * thread pool.  The random generator is shared by those: it is locked.
+ */
+struct tlsconf {
+	mbedtls_entropy_context	 entropy;
+	mbedtls_ctr_drbg_context drbg;
+	uv_mutex_t		 lock;
+	mbedtls_x509_crt	 ca;
+	mbedtls_ssl_config	 conf;
+	int			 refs;
+};
+
+/*
+ * One TCP connection and its TLS session; freed once libuv has closed its
+ * handle and no batch of it is in the thread pool.  While `crypting', the
+ * pool owns `ssl' and the four buffers; the loop touches neither.
+ */
 struct conn {
 	uv_tcp_t	 tcp;
 	uv_connect_t	 creq;
 	uv_write_t	 wreq;
+	uv_work_t	 work;
 	struct link	*link;		/* NULL once abandoned */
+	int		 open;		/* the handle is not closed yet */
+	int		 crypting;
+	struct tlsconf	*tc;		/* NULL: no TLS (yet) */
+	mbedtls_ssl_context ssl;
+	struct buf	 cin;		/* ciphertext for mbedtls to read */
+	size_t		 cin_off;
+	struct buf	 cout;		/* ciphertext mbedtls wrote */
+	struct buf	 dec;		/* plaintext it decrypted */
+	struct buf	 seal;		/* plaintext for it to encrypt */
+	int		 rc;		/* outcome of the last pass */
+	const char	*what;		/* the step that failed */
 };
 
 struct link {
 	uv_loop_t		*loop;
 	const struct link_cb	*cb;
 	void			*arg;
-
-	mbedtls_entropy_context	 entropy;
-	mbedtls_ctr_drbg_context drbg;
-	mbedtls_x509_crt	 ca;
-	mbedtls_ssl_config	 tlsconf;
-	int			 configured;
+	struct tlsconf		*tc;
 
 	enum link_state		 state;
 	uv_getaddrinfo_t	*gai;
@@ -62,10 +97,10 @@ struct link {
 	char			 peer[INET6_ADDRSTRLEN + 16];
 	int			 direct;
 	int			 tls;		/* TLS layer in use */
-	mbedtls_ssl_context	 ssl;
-	struct buf		 cin;		/* ciphertext received */
-	size_t			 cin_off;
+	struct buf		 rx;		/* ciphertext not yet with conn */
 	struct buf		 plain;		/* plaintext not yet encrypted */
+	struct buf		 din;		/* plaintext being delivered */
+	size_t			 sealing;	/* plaintext in the pool */
 	struct buf		 out;		/* bytes for the next write */
 	struct buf		 wbuf;		/* bytes being written */
 	int			 writing;
@@ -74,7 +109,6 @@ struct link {
 	uv_prepare_t		 flush;
 	char			 reason[512];
 	char			 rbuf[READ_SIZE];
-	char			 pbuf[16384];
 };
 
 static void on_flush(uv_prepare_t *);
@@ -124,28 +158,81 @@ schedule_flush(struct link *l)
 }
 
 static int
+rng(void *ctx, unsigned char *p, size_t n)
+{
+	struct tlsconf *tc = ctx;
+	int rc;
+
+	uv_mutex_lock(&tc->lock);
+	rc = mbedtls_ctr_drbg_random(&tc->drbg, p, n);
+	uv_mutex_unlock(&tc->lock);
+	return rc;
+}
+
+static void
+tlsconf_unref(struct tlsconf *tc)
+{
+	if (tc == NULL || --tc->refs > 0)
+		return;
+	mbedtls_ssl_config_free(&tc->conf);
+	mbedtls_x509_crt_free(&tc->ca);
+	mbedtls_ctr_drbg_free(&tc->drbg);
+	mbedtls_entropy_free(&tc->entropy);
+	uv_mutex_destroy(&tc->lock);
+	free(tc);
+}
+
+static int
 bio_send(void *ctx, const unsigned char *p, size_t n)
 {
-	struct link *l = ctx;
+	struct conn *c = ctx;
 
-	buf_append(&l->out, p, n);
-	schedule_flush(l);
+	buf_append(&c->cout, p, n);
 	return (int)n;
 }
 
 static int
 bio_recv(void *ctx, unsigned char *p, size_t n)
 {
-	struct link *l = ctx;
-	size_t avail = l->cin.len - l->cin_off;
+	struct conn *c = ctx;
+	size_t avail = c->cin.len - c->cin_off;
 
 	if (avail == 0)
 		return MBEDTLS_ERR_SSL_WANT_READ;
 	if (n > avail)
 		n = avail;
-	memcpy(p, l->cin.data + l->cin_off, n);
-	l->cin_off += n;
+	memcpy(p, c->cin.data + c->cin_off, n);
+	c->cin_off += n;
 	return (int)n;
+}
+
+static void
+conn_release(struct conn *c)
+{
+	if (c->open || c->crypting)
+		return;
+	mbedtls_ssl_free(&c->ssl);
+	tlsconf_unref(c->tc);
+	buf_free(&c->cin);
+	buf_free(&c->cout);
+	buf_free(&c->dec);
+	buf_free(&c->seal);
+	free(c);
+}
+
+static void
+on_conn_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+
+	c->open = 0;
+	conn_release(c);
+}
+
+static void
+on_flush_closed(uv_handle_t *h)
+{
+	free(h->data);
 }
 
 struct link *
@@ -156,19 +243,9 @@ link_new(uv_loop_t *loop, const struct link_cb *cb, void *arg)
 	l->loop = loop;
 	l->cb = cb;
 	l->arg = arg;
-	mbedtls_entropy_init(&l->entropy);
-	mbedtls_ctr_drbg_init(&l->drbg);
-	mbedtls_x509_crt_init(&l->ca);
-	mbedtls_ssl_config_init(&l->tlsconf);
-	mbedtls_ssl_init(&l->ssl);
-	if (mbedtls_ctr_drbg_seed(&l->drbg, mbedtls_entropy_func,
-	    &l->entropy, (const unsigned char *)"clawsd", 6) != 0) {
-		log_error("TLS: cannot seed the random generator");
-		link_free(l);
-		return NULL;
-	}
-	buf_init(&l->cin);
+	buf_init(&l->rx);
 	buf_init(&l->plain);
+	buf_init(&l->din);
 	buf_init(&l->out);
 	buf_init(&l->wbuf);
 	uv_prepare_init(loop, &l->flush);
@@ -198,37 +275,52 @@ load_ca(mbedtls_x509_crt *ca, const char *file)
 	return 0;
 }
 
-int
-link_configure(struct link *l, const struct link_tls *t)
+static struct tlsconf *
+tlsconf_new(const struct link_tls *t)
 {
-	mbedtls_ssl_config *c = &l->tlsconf;
+	struct tlsconf *tc = xcalloc(1, sizeof(*tc));
+	mbedtls_ssl_config *c = &tc->conf;
 
-	mbedtls_x509_crt_free(&l->ca);
-	mbedtls_x509_crt_init(&l->ca);
-	mbedtls_ssl_config_free(c);
+	tc->refs = 1;
+	uv_mutex_init(&tc->lock);
+	mbedtls_entropy_init(&tc->entropy);
+	mbedtls_ctr_drbg_init(&tc->drbg);
+	mbedtls_x509_crt_init(&tc->ca);
 	mbedtls_ssl_config_init(c);
-	l->configured = 0;
-	if (load_ca(&l->ca, t->ca_file) != 0)
-		return -1;
+	if (mbedtls_ctr_drbg_seed(&tc->drbg, mbedtls_entropy_func,
+	    &tc->entropy, (const unsigned char *)"clawsd", 6) != 0) {
+		log_error("TLS: cannot seed the random generator");
+		goto fail;
+	}
+	if (load_ca(&tc->ca, t->ca_file) != 0)
+		goto fail;
 	if (mbedtls_ssl_config_defaults(c, MBEDTLS_SSL_IS_CLIENT,
 	    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
 		log_error("TLS: cannot set up the configuration");
-		return -1;
+		goto fail;
 	}
 	mbedtls_ssl_conf_min_version(c, MBEDTLS_SSL_MAJOR_VERSION_3,
 	    MBEDTLS_SSL_MINOR_VERSION_3);
 	mbedtls_ssl_conf_authmode(c, t->verify ? MBEDTLS_SSL_VERIFY_REQUIRED :
 	    MBEDTLS_SSL_VERIFY_NONE);
-	mbedtls_ssl_conf_ca_chain(c, &l->ca, NULL);
-	mbedtls_ssl_conf_rng(c, mbedtls_ctr_drbg_random, &l->drbg);
-	l->configured = 1;
-	return 0;
+	mbedtls_ssl_conf_ca_chain(c, &tc->ca, NULL);
+	mbedtls_ssl_conf_rng(c, rng, tc);
+	return tc;
+fail:
+	tlsconf_unref(tc);
+	return NULL;
 }
 
-static void
-on_conn_closed(uv_handle_t *h)
+int
+link_configure(struct link *l, const struct link_tls *t)
 {
-	free(h->data);
+	struct tlsconf *tc = tlsconf_new(t);
+
+	if (tc == NULL)
+		return -1;
+	tlsconf_unref(l->tc);
+	l->tc = tc;
+	return 0;
 }
 
 void
@@ -249,14 +341,13 @@ link_close(struct link *l)
 		uv_close((uv_handle_t *)&l->conn->tcp, on_conn_closed);
 		l->conn = NULL;
 	}
-	mbedtls_ssl_free(&l->ssl);
-	mbedtls_ssl_init(&l->ssl);
 	l->tls = 0;
 	l->writing = 0;
 	l->turn_read = 0;
 	l->read_paused = 0;
-	l->cin.len = l->cin_off = 0;
-	l->plain.len = l->out.len = l->wbuf.len = 0;
+	l->sealing = 0;
+	l->rx.len = l->plain.len = l->din.len = 0;
+	l->out.len = l->wbuf.len = 0;
 	uv_prepare_stop(&l->flush);
 	free(l->domain);
 	l->domain = NULL;
@@ -269,29 +360,27 @@ link_free(struct link *l)
 	if (l == NULL)
 		return;
 	link_close(l);
-	mbedtls_ssl_config_free(&l->tlsconf);
-	mbedtls_x509_crt_free(&l->ca);
-	mbedtls_ctr_drbg_free(&l->drbg);
-	mbedtls_entropy_free(&l->entropy);
-	buf_free(&l->cin);
+	tlsconf_unref(l->tc);
+	buf_free(&l->rx);
 	buf_free(&l->plain);
+	buf_free(&l->din);
 	buf_free(&l->out);
 	buf_free(&l->wbuf);
-	uv_close((uv_handle_t *)&l->flush, on_conn_closed);
+	uv_close((uv_handle_t *)&l->flush, on_flush_closed);
 }
 
 /* Handshake as far as the bytes at hand allow; 1 when it is complete. */
 static int
-handshake(struct link *l)
+handshake(struct link *l, struct conn *c)
 {
 	uint32_t flags;
 	int rc;
 
-	rc = mbedtls_ssl_handshake(&l->ssl);
+	rc = mbedtls_ssl_handshake(&c->ssl);
 	if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
 		return 0;
 	if (rc != 0) {
-		flags = mbedtls_ssl_get_verify_result(&l->ssl);
+		flags = mbedtls_ssl_get_verify_result(&c->ssl);
 		if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && flags != 0)
 			verify_fail(l, flags);
 		else
@@ -299,73 +388,206 @@ handshake(struct link *l)
 		return -1;
 	}
 	l->state = LINK_OPEN;
-	log_debug("TLS: %s with %s", mbedtls_ssl_get_version(&l->ssl),
-	    mbedtls_ssl_get_ciphersuite(&l->ssl));
+	log_debug("TLS: %s with %s", mbedtls_ssl_get_version(&c->ssl),
+	    mbedtls_ssl_get_ciphersuite(&c->ssl));
 	return 1;
 }
 
-static int
-tls_start(struct link *l)
+/*
+ * Decrypt every complete record at hand, then seal the queued plaintext
+ * into records as large as they come.  Runs on the loop or in the pool.
+ */
+static void
+crypt_run(struct conn *c)
 {
+	size_t off;
 	int rc;
 
-	if (!l->configured) {
-		fail(l, "TLS: not configured");
-		return -1;
-	}
-	rc = mbedtls_ssl_setup(&l->ssl, &l->tlsconf);
-	if (rc == 0)
-		rc = mbedtls_ssl_set_hostname(&l->ssl, l->domain);
-	if (rc != 0) {
-		tls_fail(l, "setup", rc);
-		return -1;
-	}
-	mbedtls_ssl_set_bio(&l->ssl, l, bio_send, bio_recv, NULL);
-	l->tls = 1;
-	l->state = LINK_HANDSHAKE;
-	return handshake(l);
-}
-
-/* Decrypt what has arrived and pass it on, until mbedtls wants more. */
-static void
-tls_input(struct link *l, struct conn *c)
-{
-	int rc, was_handshake;
-
-	while (l->conn == c) {
-		if (l->state == LINK_HANDSHAKE) {
-			was_handshake = l->direct;
-			rc = handshake(l);
-			if (rc <= 0)
-				break;
-			if (was_handshake)
-				l->cb->connected(l->arg);
-			else
-				l->cb->secured(l->arg);
-			schedule_flush(l);
-			continue;
-		}
-		rc = mbedtls_ssl_read(&l->ssl, (unsigned char *)l->pbuf,
-		    sizeof(l->pbuf));
+	c->rc = 0;
+	for (;;) {
+		buf_reserve(&c->dec, RECORD_MAX);
+		rc = mbedtls_ssl_read(&c->ssl,
+		    (unsigned char *)c->dec.data + c->dec.len, RECORD_MAX);
 		if (rc > 0) {
-			l->cb->data(l->arg, l->pbuf, (size_t)rc);
+			c->dec.len += (size_t)rc;
 			continue;
 		}
 		if (rc == MBEDTLS_ERR_SSL_WANT_READ ||
 		    rc == MBEDTLS_ERR_SSL_WANT_WRITE)
 			break;
-		if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
-			fail(l, "connection closed by the server");
-		else
-			tls_fail(l, "read", rc);
+		c->rc = rc == 0 ? MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY : rc;
+		c->what = "read";
 		return;
 	}
+	if (c->cin_off == c->cin.len)
+		c->cin.len = c->cin_off = 0;
+	for (off = 0; off < c->seal.len; off += (size_t)rc) {
+		rc = mbedtls_ssl_write(&c->ssl,
+		    (const unsigned char *)c->seal.data + off,
+		    c->seal.len - off);
+		if (rc < 0) {
+			c->rc = rc;
+			c->what = "write";
+			return;
+		}
+	}
+	c->seal.len = 0;
+}
+
+static void
+crypt_work(uv_work_t *w)
+{
+	crypt_run(w->data);
+}
+
+/* Hand what arrived and what was queued to the connection's buffers. */
+static size_t
+crypt_load(struct link *l, struct conn *c)
+{
+	if (c->cin_off > 0) {
+		buf_consume(&c->cin, c->cin_off);
+		c->cin_off = 0;
+	}
+	if (c->cin.len == 0)
+		buf_swap(&c->cin, &l->rx);
+	else
+		buf_append(&c->cin, l->rx.data, l->rx.len);
+	l->rx.len = 0;
+	if (c->seal.len == 0)
+		buf_swap(&c->seal, &l->plain);
+	else
+		buf_append(&c->seal, l->plain.data, l->plain.len);
+	l->plain.len = 0;
+	return c->cin.len + c->seal.len;
+}
+
+static void crypt_after(uv_work_t *, int);
+
+/* Queue bytes for the socket, without a copy when nothing waits. */
+static void
+out_take(struct link *l, struct buf *b)
+{
+	if (b->len == 0)
+		return;
+	if (l->out.len == 0)
+		buf_swap(&l->out, b);
+	else
+		buf_append(&l->out, b->data, b->len);
+	b->len = 0;
+	schedule_flush(l);
+}
+
+/* Start a pass in the pool when there is enough work for one. */
+static int
+crypt_offload(struct link *l, struct conn *c)
+{
+	if (c->crypting || l->rx.len + l->plain.len < OFFLOAD_MIN)
+		return 0;
+	crypt_load(l, c);
+	l->sealing = c->seal.len;
+	c->work.data = c;
+	if (uv_queue_work(l->loop, &c->work, crypt_work, crypt_after) != 0)
+		return 0;
+	c->crypting = 1;
+	return 1;
+}
+
+/*
+ * Take what a pass made: ciphertext to the socket, plaintext to the
+ * session.  The next batch goes to the pool before this one is delivered,
+ * so that decryption and parsing overlap.
+ */
+static void
+crypt_done(struct link *l, struct conn *c)
+{
+	int rc = c->rc;
+	const char *what = c->what;
+
+	l->sealing = 0;
+	out_take(l, &c->cout);
+	buf_swap(&c->dec, &l->din);
+	if (rc == 0)
+		crypt_offload(l, c);
+	if (l->din.len > 0)
+		l->cb->data(l->arg, l->din.data, l->din.len);
 	if (l->conn != c)
 		return;
-	if (l->cin_off == l->cin.len) {
-		l->cin.len = l->cin_off = 0;
-		buf_reset(&l->cin, 1 << 20);
+	l->din.len = 0;
+	buf_reset(&l->din, RX_MAX);
+	if (rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+		fail(l, "connection closed by the server");
+	else if (rc != 0)
+		tls_fail(l, what, rc);
+	else
+		schedule_flush(l);
+}
+
+static void
+crypt_after(uv_work_t *w, int status)
+{
+	struct conn *c = w->data;
+
+	(void)status;
+	c->crypting = 0;
+	if (c->link == NULL) {
+		conn_release(c);
+		return;
 	}
+	crypt_done(c->link, c);
+}
+
+/* Move the TLS session on with what the socket and the session gave. */
+static void
+crypt_kick(struct link *l, struct conn *c)
+{
+	int rc;
+
+	if (c->crypting || crypt_offload(l, c))
+		return;
+	if (crypt_load(l, c) == 0 && l->state == LINK_OPEN)
+		return;
+	while (l->state == LINK_HANDSHAKE) {
+		rc = handshake(l, c);
+		if (rc < 0)
+			return;
+		out_take(l, &c->cout);
+		if (rc == 0)
+			return;
+		if (l->direct)
+			l->cb->connected(l->arg);
+		else
+			l->cb->secured(l->arg);
+		if (l->conn != c)
+			return;
+		crypt_load(l, c);
+	}
+	crypt_run(c);
+	crypt_done(l, c);
+}
+
+static int
+tls_start(struct link *l, struct conn *c)
+{
+	int rc;
+
+	if (l->tc == NULL) {
+		fail(l, "TLS: not configured");
+		return -1;
+	}
+	c->tc = l->tc;
+	c->tc->refs++;
+	rc = mbedtls_ssl_setup(&c->ssl, &c->tc->conf);
+	if (rc == 0)
+		rc = mbedtls_ssl_set_hostname(&c->ssl, l->domain);
+	if (rc != 0) {
+		tls_fail(l, "setup", rc);
+		return -1;
+	}
+	mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
+	l->tls = 1;
+	l->state = LINK_HANDSHAKE;
+	crypt_kick(l, c);
+	return 0;
 }
 
 static void
@@ -373,8 +595,17 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
 	struct conn *c = h->data;
 
+	(void)suggested;
 	b->base = c->link->rbuf;
 	b->len = sizeof(c->link->rbuf);
+}
+
+static void
+pause_reading(struct link *l, struct conn *c)
+{
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	l->read_paused = 1;
+	schedule_flush(l);
 }
 
 static void
@@ -395,19 +626,14 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (!l->tls)
 		l->cb->data(l->arg, b->base, (size_t)n);
 	else {
-		if (l->cin_off > 0 && l->cin_off == l->cin.len)
-			l->cin.len = l->cin_off = 0;
-		buf_append(&l->cin, b->base, (size_t)n);
-		tls_input(l, c);
+		buf_append(&l->rx, b->base, (size_t)n);
+		crypt_kick(l, c);
 	}
 	if (l->conn != c)
 		return;
 	l->turn_read += (size_t)n;
-	if (l->turn_read >= READ_BUDGET) {
-		uv_read_stop(s);
-		l->read_paused = 1;
-		schedule_flush(l);
-	}
+	if (l->turn_read >= READ_BUDGET || l->rx.len >= RX_MAX)
+		pause_reading(l, c);
 }
 
 static void
@@ -424,31 +650,9 @@ on_write(uv_write_t *req, int status)
 		fail(l, "TCP: write: %s", uv_strerror(status));
 		return;
 	}
-	if (l->out.len > 0 || l->plain.len > 0)
+	if (link_pending(l) > 0)
 		schedule_flush(l);
-	else
-		l->cb->drained(l->arg);
-}
-
-/* Seal the pending plaintext into TLS records, as large as they come. */
-static int
-encrypt_pending(struct link *l)
-{
-	size_t off = 0;
-	int rc;
-
-	while (off < l->plain.len) {
-		rc = mbedtls_ssl_write(&l->ssl,
-		    (const unsigned char *)l->plain.data + off,
-		    l->plain.len - off);
-		if (rc < 0) {
-			tls_fail(l, "write", rc);
-			return -1;
-		}
-		off += (size_t)rc;
-	}
-	l->plain.len = 0;
-	return 0;
+	l->cb->written(l->arg);
 }
 
 static void
@@ -463,19 +667,19 @@ on_flush(uv_prepare_t *p)
 	if (c == NULL)
 		return;
 	l->turn_read = 0;
-	if (l->read_paused) {
+	if (l->read_paused && l->rx.len < RX_MAX) {
 		l->read_paused = 0;
 		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	}
-	if (l->writing || l->state < LINK_HANDSHAKE)
+	if (l->state < LINK_HANDSHAKE)
 		return;
-	if (l->state == LINK_OPEN && l->plain.len > 0) {
-		if (!l->tls)
-			buf_swap(&l->plain, &l->out);
-		else if (encrypt_pending(l) != 0)
+	if (l->tls && l->state == LINK_OPEN) {
+		crypt_kick(l, c);
+		if (l->conn != c)
 			return;
-	}
-	if (l->out.len == 0)
+	} else if (!l->tls)
+		out_take(l, &l->plain);
+	if (l->writing || l->out.len == 0)
 		return;
 	buf_swap(&l->out, &l->wbuf);
 	buf_reset(&l->out, 1 << 20);
@@ -523,7 +727,7 @@ on_connect(uv_connect_t *req, int status)
 	l->addrs = l->next_addr = NULL;
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	if (l->direct) {
-		tls_start(l);
+		tls_start(l, c);
 		return;
 	}
 	l->state = LINK_OPEN;
@@ -566,6 +770,8 @@ try_next(struct link *l)
 	uv_tcp_init(l->loop, &c->tcp);
 	c->tcp.data = c;
 	c->creq.data = c;
+	c->open = 1;
+	mbedtls_ssl_init(&c->ssl);
 	l->conn = c;
 	l->state = LINK_CONNECTING;
 	rc = uv_tcp_connect(&c->creq, &c->tcp, ai->ai_addr, on_connect);
@@ -629,7 +835,7 @@ link_starttls(struct link *l)
 	}
 	/* Plaintext sent after <proceed/> could only be an attack: drop it. */
 	l->plain.len = 0;
-	tls_start(l);
+	tls_start(l, l->conn);
 }
 
 int
@@ -650,5 +856,5 @@ link_write(struct link *l, const char *data, size_t len)
 size_t
 link_pending(const struct link *l)
 {
-	return l->plain.len + l->out.len + l->wbuf.len;
+	return l->plain.len + l->sealing + l->out.len + l->wbuf.len;
 }

@@ -16,8 +16,8 @@ struct link_cb {
 	void	(*secured)(void *arg);
 	/* Bytes from the server (plaintext). */
 	void	(*data)(void *arg, const char *, size_t);
-	/* Everything written so far has been handed to the kernel. */
-	void	(*drained)(void *arg);
+	/* A write reached the kernel: there may be room for more. */
+	void	(*written)(void *arg);
 	/* The connection failed or ended; the link is idle again. */
 	void	(*closed)(void *arg, const char *reason);
 };

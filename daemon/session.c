@@ -506,7 +506,7 @@ on_link_data(void *arg, const char *data, size_t len)
 static void queue_flush(struct session *);
 
 static void
-on_link_drained(void *arg)
+on_link_written(void *arg)
 {
 	queue_flush(arg);
 }
@@ -521,7 +521,7 @@ static const struct link_cb link_cb = {
 	.connected = on_link_connected,
 	.secured = on_link_secured,
 	.data = on_link_data,
-	.drained = on_link_drained,
+	.written = on_link_written,
 	.closed = on_link_closed,
 };
 

@@ -135,6 +135,37 @@ def test_two_subscribers_get_every_line(bot, peer):
             assert got == ["n0", "n1", "n2"]
 
 
+def _bulk_body(i, size):
+    return ("%d:" % i + "abcdefghij<&>\u00e9" * size)[:size]
+
+
+def test_bulk_from_peer_arrives_whole_and_in_order(bot, peer):
+    # ~1 MB at once: clawsd reads it in large TLS batches, which it
+    # decrypts in libuv's thread pool while it parses the previous batch.
+    d, c = bot
+    ids = [unique("bulk") for _ in range(50)]
+    for i, mid in enumerate(ids):
+        peer.send_message(BOT, _bulk_body(i, 20000), id=mid)
+    for i, mid in enumerate(ids):
+        el = c.wait_for(lambda e, mid=mid: e.get("id") == mid, timeout=20)
+        assert body_of(el) == _bulk_body(i, 20000)
+
+
+def test_bulk_to_peer_arrives_whole_and_in_order(bot, peer):
+    # The same the other way: one 1 MB write, sealed into TLS records in
+    # the thread pool.
+    d, c = bot
+    ids = [unique("bulk") for _ in range(50)]
+    c.send(b"".join(message_xml(PEER, _bulk_body(i, 20000), id=mid)
+                    .encode("utf-8") for i, mid in enumerate(ids)))
+    got = [peer.wait_message(lambda m, mid=mid: m.id == mid, timeout=20)
+           for mid in ids]
+    for i, m in enumerate(got):
+        assert m.body == _bulk_body(i, 20000)
+    order = [m.id for m in peer._messages if m.id in set(ids)]
+    assert order == ids
+
+
 def test_iq_reply_is_relayed(bot):
     d, c = bot
     c.send('<iq type="get" id="v1" to="localhost"><query xmlns="jabber:iq:version"/></iq>')
