@@ -30,6 +30,7 @@ struct client {
 	unsigned long		 id;
 	int			 writing;
 	int			 closing;	/* close once the output is out */
+	int			 deaf;		/* stopped reading: output dropped */
 	int			 closed;	/* uv_close called */
 };
 
@@ -78,7 +79,7 @@ client_send(struct client *c, const char *data, size_t len)
 {
 	struct hub *h = c->hub;
 
-	if (c->closed)
+	if (c->closed || c->deaf)
 		return;
 	/* A line always fits an empty queue, however large it came. */
 	if (c->out.len + c->wbuf.len > 0 &&
@@ -214,6 +215,20 @@ on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		client_finish(c);
 }
 
+/*
+ * The client went away or stopped reading.  What it wrote before that is
+ * still read and sent, so it is closed at its end of input, not now.
+ */
+static void
+write_failed(struct client *c, int err)
+{
+	log_info("client %lu: write: %s", c->id, uv_strerror(err));
+	c->deaf = 1;
+	c->out.len = 0;
+	if (c->closing)
+		client_close(c);
+}
+
 static void
 on_write(uv_write_t *req, int status)
 {
@@ -224,8 +239,7 @@ on_write(uv_write_t *req, int status)
 	if (c->closed)
 		return;
 	if (status < 0) {
-		log_info("client %lu: write: %s", c->id, uv_strerror(status));
-		client_close(c);
+		write_failed(c, status);
 		return;
 	}
 	if (c->out.len > 0)
@@ -234,26 +248,44 @@ on_write(uv_write_t *req, int status)
 		client_close(c);
 }
 
+/*
+ * Write straight away when the socket takes it all, the usual case: no
+ * request, so no poll registration either.  What it does not take is
+ * handed to libuv, which writes it when the client reads.
+ */
 static void
 client_flush(struct client *c)
 {
 	uv_buf_t b;
-	int rc;
+	int n, rc;
 
 	if (c->writing || c->closed || c->out.len == 0)
 		return;
+	b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+	n = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+	if (n == UV_EAGAIN)
+		n = 0;
+	if (n < 0) {
+		write_failed(c, n);
+		return;
+	}
+	if ((size_t)n == c->out.len) {
+		/* The idle buffer keeps its memory unless a burst inflated it. */
+		buf_reset(&c->out, 1 << 20);
+		if (c->closing)
+			client_close(c);
+		return;
+	}
 	buf_swap(&c->out, &c->wbuf);
-	b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+	b = uv_buf_init(c->wbuf.data + n, (unsigned)(c->wbuf.len - (size_t)n));
 	c->wreq.data = c;
 	rc = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, on_write);
 	if (rc < 0) {
-		log_info("client %lu: write: %s", c->id, uv_strerror(rc));
 		c->wbuf.len = 0;
-		client_close(c);
+		write_failed(c, rc);
 		return;
 	}
 	c->writing = 1;
-	/* The idle buffer keeps its memory unless a burst inflated it. */
 	buf_reset(&c->out, 1 << 20);
 }
 

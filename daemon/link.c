@@ -33,6 +33,8 @@
 /* Ciphertext kept while a batch is in the pool; reading stops beyond. */
 #define RX_MAX		(1u << 20)
 #define RECORD_MAX	16384
+/* Buffers give back what a burst made them grow beyond this. */
+#define BUF_KEEP	(2 * READ_SIZE)
 #define SYSTEM_BUNDLE	"/etc/ssl/certs/ca-certificates.crt"
 #define SYSTEM_CADIR	"/etc/ssl/certs"
 
@@ -462,6 +464,7 @@ crypt_load(struct link *l, struct conn *c)
 }
 
 static void crypt_after(uv_work_t *, int);
+static void crypt_kick(struct link *, struct conn *);
 
 /* Queue bytes for the socket, without a copy when nothing waits. */
 static void
@@ -492,6 +495,21 @@ crypt_offload(struct link *l, struct conn *c)
 	return 1;
 }
 
+/* Between bursts, give back what they made the buffers grow to. */
+static void
+trim(struct link *l, struct conn *c)
+{
+	if (l->rx.len == 0)
+		buf_reset(&l->rx, BUF_KEEP);
+	if (c->cin.len == 0)
+		buf_reset(&c->cin, BUF_KEEP);
+	buf_reset(&c->dec, BUF_KEEP);
+	buf_reset(&l->din, BUF_KEEP);
+	buf_reset(&c->seal, BUF_KEEP);
+	if (l->plain.len == 0)
+		buf_reset(&l->plain, BUF_KEEP);
+}
+
 /*
  * Take what a pass made: ciphertext to the socket, plaintext to the
  * session.  The next batch goes to the pool before this one is delivered,
@@ -513,13 +531,15 @@ crypt_done(struct link *l, struct conn *c)
 	if (l->conn != c)
 		return;
 	l->din.len = 0;
-	buf_reset(&l->din, RX_MAX);
 	if (rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
 		fail(l, "connection closed by the server");
 	else if (rc != 0)
 		tls_fail(l, what, rc);
-	else
+	else {
+		if (!c->crypting)
+			trim(l, c);
 		schedule_flush(l);
+	}
 }
 
 static void
@@ -534,6 +554,13 @@ crypt_after(uv_work_t *w, int status)
 		return;
 	}
 	crypt_done(c->link, c);
+	/*
+	 * What arrived meanwhile and was too little for the pool is
+	 * decrypted now, not in on_flush: lines made in a prepare callback
+	 * could wait for the next event before they are written.
+	 */
+	if (c->link != NULL && !c->crypting && c->link->rx.len > 0)
+		crypt_kick(c->link, c);
 }
 
 /* Move the TLS session on with what the socket and the session gave. */
