@@ -28,6 +28,7 @@ void	 xmlw_attr(struct buf *, const char *, size_t);
 void	 xmlw_attr_pair(struct buf *, const char *name, const char *value);
 
 struct xmlw_decl;
+struct xmlw_tag;
 
 struct xmlw {
 	struct buf		*out;
@@ -35,6 +36,8 @@ struct xmlw {
 	struct xmlw_decl	*decls;		/* bindings in scope, innermost last */
 	size_t			 ndecls;
 	size_t			 cap;
+	struct xmlw_tag		*tags;		/* open elements' names in out */
+	size_t			 tagcap;
 	int			 depth;
 	int			 open;		/* start tag still lacks its '>' */
 };
@@ -48,6 +51,6 @@ void	 xmlw_free(struct xmlw *);
 void	 xmlw_begin(struct xmlw *, struct buf *out, const char *default_ns);
 void	 xmlw_start(struct xmlw *, const char *name, const char **attrs);
 void	 xmlw_chars(struct xmlw *, const char *, size_t);
-void	 xmlw_end(struct xmlw *, const char *name);
+void	 xmlw_end(struct xmlw *);
 
 #endif

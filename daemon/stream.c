@@ -70,7 +70,7 @@ top_end(struct stream *s, const char *name)
 	unsigned long long end;
 	struct stream_elem e;
 
-	xmlw_end(&s->w, name);
+	xmlw_end(&s->w);
 	buf_putc(&s->line, '\n');
 	end = xmlp_event_end(&s->x);
 	if (end - s->mark > s->max_size) {
@@ -132,7 +132,7 @@ on_end(void *arg, const char *name)
 		top_end(s, name);
 		return;
 	}
-	xmlw_end(&s->w, name);
+	xmlw_end(&s->w);
 	if (s->cur)
 		s->cur = s->cur->parent;
 }

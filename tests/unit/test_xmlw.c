@@ -83,6 +83,44 @@ test_attr_escape(void **state)
 	check_escape(xmlw_attr, cases, NELEM(cases));
 }
 
+/* The escapers scan sixteen bytes at a time: every position of a block. */
+static void
+test_escape_every_position(void **state)
+{
+	static const char special[] = "\t\n\r&<>\"'\xc3";
+	char in[48], want[48 * 6 + 1];
+	const char *rep;
+	struct buf b;
+	size_t i, pos, n;
+	int attr;
+
+	for (attr = 0; attr < 2; attr++)
+		for (i = 0; i < sizeof(special) - 1; i++)
+			for (pos = 0; pos < sizeof(in); pos++) {
+				memset(in, 'a', sizeof(in));
+				in[pos] = special[i];
+				switch (special[i]) {
+				case '\t': rep = "&#9;"; break;
+				case '\n': rep = "&#10;"; break;
+				case '\r': rep = "&#13;"; break;
+				case '&': rep = "&amp;"; break;
+				case '<': rep = "&lt;"; break;
+				case '>': rep = attr ? ">" : "&gt;"; break;
+				case '"': rep = attr ? "&quot;" : "\""; break;
+				case '\'': rep = "'"; break;
+				default: rep = "\xc3"; break;
+				}
+				n = (size_t)snprintf(want, sizeof(want),
+				    "%.*s%s%.*s", (int)pos, in, rep,
+				    (int)(sizeof(in) - pos - 1), in + pos + 1);
+				buf_init(&b);
+				(attr ? xmlw_attr : xmlw_text)(&b, in, sizeof(in));
+				assert_int_equal(b.len, n);
+				assert_memory_equal(b.data, want, n);
+				buf_free(&b);
+			}
+}
+
 /* The escapers append, and honour the length rather than a NUL. */
 static void
 test_escape_appends(void **state)
@@ -123,7 +161,8 @@ on_start(void *arg, const char *name, const char **attrs)
 static void XMLCALL
 on_end(void *arg, const char *name)
 {
-	xmlw_end(arg, name);
+	(void)name;
+	xmlw_end(arg);
 }
 
 static void XMLCALL
@@ -305,10 +344,10 @@ test_triplets(void **state)
 	xmlw_start(&w, "urn:p\x01" "a\x01p", attrs);
 	xmlw_start(&w, "urn:d\x01" "b", none);
 	xmlw_chars(&w, "t", 1);
-	xmlw_end(&w, "urn:d\x01" "b");
+	xmlw_end(&w);
 	xmlw_start(&w, "c", none);
-	xmlw_end(&w, "c");
-	xmlw_end(&w, "urn:p\x01" "a\x01p");
+	xmlw_end(&w);
+	xmlw_end(&w);
 	assert_string_equal(buf_cstr(&out),
 	    "<p:a xmlns:p=\"urn:p\" xmlns:q=\"urn:q\" q:x=\"1\" plain=\"2\" "
 	    "xml:lang=\"en\"><b xmlns=\"urn:d\">t</b><c/></p:a>");
@@ -360,6 +399,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_text_escape),
 		cmocka_unit_test(test_attr_escape),
+		cmocka_unit_test(test_escape_every_position),
 		cmocka_unit_test(test_escape_appends),
 		cmocka_unit_test(test_attr_pair),
 		cmocka_unit_test(test_serialize),
