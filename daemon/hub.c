@@ -18,6 +18,12 @@
 /* A client with this much output waiting is written at once, not at the
  * end of the loop turn: a burst from the server reaches it sooner. */
 #define WRITE_EARLY	65536
+/*
+ * A client that has caught up keeps this much buffer; one that lags keeps
+ * what its backlog needs, since freeing and faulting the pages back in
+ * cost more than the copy.
+ */
+#define OUT_KEEP	(1 << 20)
 
 struct client {
 	uv_pipe_t		 pipe;
@@ -246,6 +252,8 @@ on_write(uv_write_t *req, int status)
 		schedule_flush(c->hub);
 	else if (c->closing)
 		client_close(c);
+	else
+		buf_reset(&c->wbuf, OUT_KEEP);
 }
 
 /*
@@ -270,8 +278,7 @@ client_flush(struct client *c)
 		return;
 	}
 	if ((size_t)n == c->out.len) {
-		/* The idle buffer keeps its memory unless a burst inflated it. */
-		buf_reset(&c->out, 1 << 20);
+		buf_reset(&c->out, OUT_KEEP);
 		if (c->closing)
 			client_close(c);
 		return;
@@ -286,7 +293,6 @@ client_flush(struct client *c)
 		return;
 	}
 	c->writing = 1;
-	buf_reset(&c->out, 1 << 20);
 }
 
 /* Once a loop turn, before blocking: one write per client for its lines. */

@@ -520,14 +520,16 @@ crypt_done(struct link *l, struct conn *c)
 {
 	int rc = c->rc;
 	const char *what = c->what;
+	size_t got;
 
 	l->sealing = 0;
 	out_take(l, &c->cout);
 	buf_swap(&c->dec, &l->din);
 	if (rc == 0)
 		crypt_offload(l, c);
-	if (l->din.len > 0)
-		l->cb->data(l->arg, l->din.data, l->din.len);
+	got = l->din.len;
+	if (got > 0)
+		l->cb->data(l->arg, l->din.data, got);
 	if (l->conn != c)
 		return;
 	l->din.len = 0;
@@ -536,7 +538,9 @@ crypt_done(struct link *l, struct conn *c)
 	else if (rc != 0)
 		tls_fail(l, what, rc);
 	else {
-		if (!c->crypting)
+		/* A small pass with nothing behind it: the burst is over. */
+		if (!c->crypting && !l->read_paused && l->rx.len == 0 &&
+		    got < OFFLOAD_MIN)
 			trim(l, c);
 		schedule_flush(l);
 	}

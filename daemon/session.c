@@ -29,8 +29,13 @@
 #define NS_SASL_CB	"urn:xmpp:sasl-cb:0"
 #define NS_LIMITS	"urn:xmpp:stream-limits:0"
 
-/* Stanzas wait in the queue while this much is still unsent on the link. */
-#define LINK_HIGH_WATER	(1u << 20)
+/*
+ * Stanzas wait in the queue while this much is still unsent on the link.
+ * Enough for the loop to frame the next megabytes while the thread pool
+ * seals the previous ones: at 1 MiB the clients were paused and resumed
+ * so often that client -> server over TLS lost a fifth.
+ */
+#define LINK_HIGH_WATER	(1u << 22)
 /* How long a shutdown waits for the server to close its stream. */
 #define STOP_TIMEOUT_MS	3000
 
