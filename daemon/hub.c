@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "fan.h"
 #include "frame.h"
 #include "hub.h"
 #include "log.h"
@@ -18,20 +19,16 @@
 /* A client with this much output waiting is written at once, not at the
  * end of the loop turn: a burst from the server reaches it sooner. */
 #define WRITE_EARLY	65536
-/*
- * A client that has caught up keeps this much buffer; one that lags keeps
- * what its backlog needs, since freeing and faulting the pages back in
- * cost more than the copy.
- */
-#define OUT_KEEP	(1 << 20)
+/* Views handed to one writev. */
+#define WRITE_BUFS	64
 
 struct client {
 	uv_pipe_t		 pipe;
 	struct hub		*hub;
 	struct client		*prev, *next;
 	struct frame		*frame;
-	struct buf		 out;		/* appended to */
-	struct buf		 wbuf;		/* being written */
+	struct fan_queue	 out;
+	size_t			 inflight;	/* bytes of out being written */
 	uv_write_t		 wreq;
 	unsigned long		 id;
 	int			 writing;
@@ -54,6 +51,7 @@ struct hub {
 	size_t			 client_buffer;
 	size_t			 max_stanza_size;
 	int			 paused;	/* clients' input not read */
+	struct fan		 fan;
 	struct buf		 status;
 	char			 rbuf[READ_SIZE];
 };
@@ -79,28 +77,35 @@ schedule_flush(struct hub *h)
 		uv_prepare_start(&h->flush, on_flush);
 }
 
-/* Queue output for one client; a subscriber too slow to keep up is cut. */
+/* Queue a line for one client; a subscriber too slow to keep up is cut. */
 static void
-client_send(struct client *c, const char *data, size_t len)
+client_queue(struct client *c, const struct fan_ref *r)
 {
 	struct hub *h = c->hub;
 
 	if (c->closed || c->deaf)
 		return;
 	/* A line always fits an empty queue, however large it came. */
-	if (c->out.len + c->wbuf.len > 0 &&
-	    c->out.len + c->wbuf.len + len > h->client_buffer) {
+	if (c->out.bytes > 0 && c->out.bytes + r->len > h->client_buffer) {
 		log_warn("client %lu: more than %zu bytes unread, disconnecting",
 		    c->id, h->client_buffer);
-		c->out.len = 0;
 		client_close(c);
 		return;
 	}
-	buf_append(&c->out, data, len);
-	if (c->out.len >= WRITE_EARLY && !c->writing)
+	fan_queue_push(&c->out, r);
+	if (c->out.bytes >= WRITE_EARLY && !c->writing)
 		client_flush(c);
 	else
 		schedule_flush(h);
+}
+
+static void
+client_send(struct client *c, const char *data, size_t len)
+{
+	struct fan_ref r;
+
+	fan_put(&c->hub->fan, data, len, &r);
+	client_queue(c, &r);
 }
 
 static void
@@ -121,8 +126,7 @@ on_client_closed(uv_handle_t *handle)
 	struct client *c = handle->data;
 
 	frame_free(c->frame);
-	buf_free(&c->out);
-	buf_free(&c->wbuf);
+	fan_queue_clear(&c->out);
 	free(c);
 }
 
@@ -151,7 +155,7 @@ client_finish(struct client *c)
 {
 	c->closing = 1;
 	uv_read_stop((uv_stream_t *)&c->pipe);
-	if (c->out.len == 0 && !c->writing)
+	if (c->out.bytes == 0)
 		client_close(c);
 	else
 		schedule_flush(c->hub);
@@ -230,7 +234,8 @@ write_failed(struct client *c, int err)
 {
 	log_info("client %lu: write: %s", c->id, uv_strerror(err));
 	c->deaf = 1;
-	c->out.len = 0;
+	c->inflight = 0;
+	fan_queue_clear(&c->out);
 	if (c->closing)
 		client_close(c);
 }
@@ -241,19 +246,18 @@ on_write(uv_write_t *req, int status)
 	struct client *c = req->data;
 
 	c->writing = 0;
-	c->wbuf.len = 0;
 	if (c->closed)
 		return;
 	if (status < 0) {
 		write_failed(c, status);
 		return;
 	}
-	if (c->out.len > 0)
+	fan_queue_consume(&c->out, c->inflight);
+	c->inflight = 0;
+	if (c->out.bytes > 0)
 		schedule_flush(c->hub);
 	else if (c->closing)
 		client_close(c);
-	else
-		buf_reset(&c->wbuf, OUT_KEEP);
 }
 
 /*
@@ -264,31 +268,33 @@ on_write(uv_write_t *req, int status)
 static void
 client_flush(struct client *c)
 {
-	uv_buf_t b;
+	uv_buf_t bufs[WRITE_BUFS];
+	size_t i;
 	int n, rc;
 
-	if (c->writing || c->closed || c->out.len == 0)
+	if (c->writing || c->closed || c->out.bytes == 0)
 		return;
-	b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-	n = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+	n = uv_try_write((uv_stream_t *)&c->pipe, bufs,
+	    fan_queue_bufs(&c->out, bufs, WRITE_BUFS));
 	if (n == UV_EAGAIN)
 		n = 0;
 	if (n < 0) {
 		write_failed(c, n);
 		return;
 	}
-	if ((size_t)n == c->out.len) {
-		buf_reset(&c->out, OUT_KEEP);
+	fan_queue_consume(&c->out, (size_t)n);
+	if (c->out.bytes == 0) {
 		if (c->closing)
 			client_close(c);
 		return;
 	}
-	buf_swap(&c->out, &c->wbuf);
-	b = uv_buf_init(c->wbuf.data + n, (unsigned)(c->wbuf.len - (size_t)n));
+	n = fan_queue_bufs(&c->out, bufs, WRITE_BUFS);
+	for (i = 0; i < (size_t)n; i++)
+		c->inflight += bufs[i].len;
 	c->wreq.data = c;
-	rc = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, on_write);
+	rc = uv_write(&c->wreq, (uv_stream_t *)&c->pipe, bufs, (unsigned)n,
+	    on_write);
 	if (rc < 0) {
-		c->wbuf.len = 0;
 		write_failed(c, rc);
 		return;
 	}
@@ -337,8 +343,7 @@ on_connection(uv_stream_t *server, int status)
 	c = xcalloc(1, sizeof(*c));
 	c->hub = h;
 	c->id = ++h->next_id;
-	buf_init(&c->out);
-	buf_init(&c->wbuf);
+	fan_queue_init(&c->out);
 	uv_pipe_init(h->loop, &c->pipe, 0);
 	c->pipe.data = c;
 	c->next = h->clients;
@@ -375,6 +380,7 @@ hub_new(uv_loop_t *loop, const struct hub_cb *cb, void *arg)
 	h->cb = cb;
 	h->arg = arg;
 	buf_init(&h->status);
+	fan_init(&h->fan);
 	uv_prepare_init(loop, &h->flush);
 	h->flush.data = h;
 	return h;
@@ -581,11 +587,15 @@ void
 hub_broadcast(struct hub *h, const char *line, size_t len)
 {
 	struct client *c, *next;
+	struct fan_ref r;
 
+	if (h->clients == NULL)
+		return;
+	fan_put(&h->fan, line, len, &r);
 	for (c = h->clients; c != NULL; c = next) {
 		next = c->next;
 		if (!c->closing)
-			client_send(c, line, len);
+			client_queue(c, &r);
 	}
 }
 
@@ -655,6 +665,7 @@ hub_free(struct hub *h)
 	hub_unlisten(h);
 	hub_close_clients(h);
 	buf_free(&h->status);
+	fan_free(&h->fan);
 	/* The last handle to close frees the hub, on the next loop turn. */
 	uv_close((uv_handle_t *)&h->flush, on_hub_closed);
 }
