@@ -1336,7 +1336,9 @@ class Clawsd:
 
 _SANITIZER_RX = re.compile(
     r"(?m)^(==\d+==ERROR: (AddressSanitizer|LeakSanitizer)\b.*"
-    r"|SUMMARY: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)\b.*"
+    r"|WARNING: ThreadSanitizer: .*"
+    r"|SUMMARY: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer"
+    r"|ThreadSanitizer)\b.*"
     r"|.*:\d+:\d+: runtime error: .*"
     r"|==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised"
     r"|Syscall param|Mismatched free|Source and destination overlap).*"
