@@ -38,7 +38,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 TOOLS = os.environ.get("BENCH_BUILD", os.path.join(ROOT, "build", "bench"))
-CLAWSD = os.path.join(ROOT, "clawsd")
+CLAWSD = os.environ.get("BENCH_CLAWSD") or os.path.join(ROOT, "clawsd")
 
 N = int(os.environ.get("BENCH_N", "500000"))
 RATE = 10000
@@ -474,6 +474,11 @@ def expat(args):
     return int(out[1]) / (int(out[2]) / 1e9), int(out[3])
 
 
+def tls_alone(args):
+    out = run([tool("tls_limit"), "-n", str(N), "-r", "3", *args]).split()
+    return int(out[1]) / (int(out[2]) / 1e9)
+
+
 def best(key, relay, v):
     """Keep the best of the repeated runs; a failure only if all failed."""
     old = R.rows.get((key, relay))
@@ -627,6 +632,8 @@ def table(lim, v):
                 ("expat alone, client stanzas", "expat-cli"),
                 ("expat alone, server stanzas, no namespaces",
                  "expat-nons"),
+                ("mbedtls ChaCha20-Poly1305 alone, decrypt", "tls-open"),
+                ("mbedtls ChaCha20-Poly1305 alone, encrypt", "tls-seal"),
                 ("xmppd ceiling, blast over TLS", "ceil-blast-tls"),
                 ("xmppd ceiling, blast plaintext", "ceil-blast-plain"),
                 ("xmppd ceiling, sink over TLS", "ceil-sink-tls"),
@@ -657,7 +664,7 @@ def table(lim, v):
 def main():
     global TMP
     missing = [t for t in ("xmppd", "sub", "pub", "strophe_relay",
-                           "expat_limit") if not os.access(tool(t), os.X_OK)]
+                           "expat_limit", "tls_limit") if not os.access(tool(t), os.X_OK)]
     if missing or not os.access(CLAWSD, os.X_OK):
         sys.exit("bench: build first: make bench (missing: " +
                  " ".join(missing + ([] if os.access(CLAWSD, os.X_OK)
@@ -711,6 +718,8 @@ def main():
             lim["expat-srv"], lim["size"] = expat([])
             lim["expat-cli"], _ = expat(["-c"])
             lim["expat-nons"], _ = expat(["-x"])
+            lim["tls-open"] = tls_alone(["-d"])
+            lim["tls-seal"] = tls_alone([])
             for d in ("blast", "sink"):
                 for t in (True, False):
                     lim[f"ceil-{d}-{'tls' if t else 'plain'}"] = \
