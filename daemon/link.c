@@ -1,5 +1,6 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -495,10 +496,16 @@ crypt_offload(struct link *l, struct conn *c)
 	return 1;
 }
 
-/* Between bursts, give back what they made the buffers grow to. */
+/*
+ * Between bursts, give back what they made the buffers grow to, and what
+ * the lines made of them left free in the heap.
+ */
 static void
 trim(struct link *l, struct conn *c)
 {
+	if (l->rx.cap + c->cin.cap + c->dec.cap + l->din.cap + c->seal.cap +
+	    l->plain.cap <= 6 * BUF_KEEP)
+		return;
 	if (l->rx.len == 0)
 		buf_reset(&l->rx, BUF_KEEP);
 	if (c->cin.len == 0)
@@ -508,6 +515,7 @@ trim(struct link *l, struct conn *c)
 	buf_reset(&c->seal, BUF_KEEP);
 	if (l->plain.len == 0)
 		buf_reset(&l->plain, BUF_KEEP);
+	malloc_trim(0);
 }
 
 /*
@@ -520,16 +528,14 @@ crypt_done(struct link *l, struct conn *c)
 {
 	int rc = c->rc;
 	const char *what = c->what;
-	size_t got;
 
 	l->sealing = 0;
 	out_take(l, &c->cout);
 	buf_swap(&c->dec, &l->din);
 	if (rc == 0)
 		crypt_offload(l, c);
-	got = l->din.len;
-	if (got > 0)
-		l->cb->data(l->arg, l->din.data, got);
+	if (l->din.len > 0)
+		l->cb->data(l->arg, l->din.data, l->din.len);
 	if (l->conn != c)
 		return;
 	l->din.len = 0;
@@ -537,13 +543,8 @@ crypt_done(struct link *l, struct conn *c)
 		fail(l, "connection closed by the server");
 	else if (rc != 0)
 		tls_fail(l, what, rc);
-	else {
-		/* A small pass with nothing behind it: the burst is over. */
-		if (!c->crypting && !l->read_paused && l->rx.len == 0 &&
-		    got < OFFLOAD_MIN)
-			trim(l, c);
+	else
 		schedule_flush(l);
-	}
 }
 
 static void
@@ -708,6 +709,9 @@ on_flush(uv_prepare_t *p)
 		crypt_kick(l, c);
 		if (l->conn != c)
 			return;
+		/* Nothing arrived behind the last pass: a burst is over. */
+		if (!c->crypting && l->rx.len == 0)
+			trim(l, c);
 	} else if (!l->tls)
 		out_take(l, &l->plain);
 	if (l->writing || l->out.len == 0)

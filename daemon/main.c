@@ -312,9 +312,9 @@ main(int argc, char **argv)
 	/* A client that goes away mid-write must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
 	/*
-	 * Large buffers (a slow subscriber's backlog, a big stanza) come from
-	 * mmap and go back to the system when freed; glibc would otherwise
-	 * raise the threshold after the first free and keep them.
+	 * Large buffers (a big stanza, a TLS burst) come from mmap and go
+	 * back to the system when freed; glibc would otherwise raise the
+	 * threshold after the first free and keep them.
 	 */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	if (uv_loop_init(&d.loop) != 0) {

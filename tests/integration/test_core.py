@@ -141,14 +141,19 @@ def _bulk_body(i, size):
 
 def test_bulk_from_peer_arrives_whole_and_in_order(bot, peer):
     # ~1 MB at once: clawsd reads it in large TLS batches, which it
-    # decrypts in libuv's thread pool while it parses the previous batch.
-    d, c = bot
-    ids = [unique("bulk") for _ in range(50)]
-    for i, mid in enumerate(ids):
-        peer.send_message(BOT, _bulk_body(i, 20000), id=mid)
-    for i, mid in enumerate(ids):
-        el = c.wait_for(lambda e, mid=mid: e.get("id") == mid, timeout=20)
-        assert body_of(el) == _bulk_body(i, 20000)
+    # decrypts in libuv's thread pool while it parses the previous batch,
+    # and writes the lines to both subscribers from the pool as well.
+    d, c1 = bot
+    with d.connect() as c2:
+        assert is_status(parse_line(c2.read_line(5)), "connected")
+        ids = [unique("bulk") for _ in range(50)]
+        for i, mid in enumerate(ids):
+            peer.send_message(BOT, _bulk_body(i, 20000), id=mid)
+        for c in (c1, c2):
+            for i, mid in enumerate(ids):
+                el = c.wait_for(lambda e, mid=mid: e.get("id") == mid,
+                                timeout=20)
+                assert body_of(el) == _bulk_body(i, 20000)
 
 
 def test_bulk_to_peer_arrives_whole_and_in_order(bot, peer):
