@@ -497,24 +497,26 @@ crypt_offload(struct link *l, struct conn *c)
 }
 
 /*
- * Between bursts, give back what they made the buffers grow to, and what
- * the lines made of them left free in the heap.
+ * Once a burst is over in both directions, give back what it made the
+ * buffers grow to, and what the lines made of them left free in the heap.
+ * Not before: freed pages faulted back in cost more than the copies.
  */
 static void
 trim(struct link *l, struct conn *c)
 {
-	if (l->rx.cap + c->cin.cap + c->dec.cap + l->din.cap + c->seal.cap +
-	    l->plain.cap <= 6 * BUF_KEEP)
+	struct buf *b[] = { &l->rx, &l->plain, &l->din, &l->out, &l->wbuf,
+	    &c->cin, &c->cout, &c->dec, &c->seal };
+	size_t i, cap = 0;
+
+	if (c->crypting || l->writing || l->rx.len > 0 || l->plain.len > 0 ||
+	    l->out.len > 0 || c->cin.len > 0)
 		return;
-	if (l->rx.len == 0)
-		buf_reset(&l->rx, BUF_KEEP);
-	if (c->cin.len == 0)
-		buf_reset(&c->cin, BUF_KEEP);
-	buf_reset(&c->dec, BUF_KEEP);
-	buf_reset(&l->din, BUF_KEEP);
-	buf_reset(&c->seal, BUF_KEEP);
-	if (l->plain.len == 0)
-		buf_reset(&l->plain, BUF_KEEP);
+	for (i = 0; i < sizeof(b) / sizeof(b[0]); i++)
+		cap += b[i]->cap;
+	if (cap <= sizeof(b) / sizeof(b[0]) * BUF_KEEP)
+		return;
+	for (i = 0; i < sizeof(b) / sizeof(b[0]); i++)
+		buf_reset(b[i], BUF_KEEP);
 	malloc_trim(0);
 }
 
@@ -684,6 +686,8 @@ on_write(uv_write_t *req, int status)
 	}
 	if (link_pending(l) > 0)
 		schedule_flush(l);
+	else
+		trim(l, c);
 	l->cb->written(l->arg);
 }
 
@@ -709,15 +713,13 @@ on_flush(uv_prepare_t *p)
 		crypt_kick(l, c);
 		if (l->conn != c)
 			return;
-		/* Nothing arrived behind the last pass: a burst is over. */
-		if (!c->crypting && l->rx.len == 0)
-			trim(l, c);
 	} else if (!l->tls)
 		out_take(l, &l->plain);
-	if (l->writing || l->out.len == 0)
+	if (l->writing || l->out.len == 0) {
+		trim(l, c);
 		return;
+	}
 	buf_swap(&l->out, &l->wbuf);
-	buf_reset(&l->out, 1 << 20);
 	b = uv_buf_init(l->wbuf.data, (unsigned)l->wbuf.len);
 	c->wreq.data = c;
 	rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
