@@ -436,6 +436,52 @@ def test_chaos_random_cuts(make_clawsd, make_proxy, make_server, timed_peer):
 # --------------------------------------------------------------------------
 # black hole: a connection that silently stops carrying anything
 
+def test_cut_during_tls_burst_loses_nothing(make_clawsd, make_proxy, make_server, timed_peer):
+    """The connection dies while a megabyte goes each way: TLS passes of
+    it may be in libuv's thread pool, the subscriber's writes too.  After
+    the reconnection every message has arrived whole, both ways."""
+    run, n, size = unique("burst"), 60, 20000
+    srv = make_server()
+    proxy = make_proxy(srv.c2s_port)
+    d = make_clawsd(port=proxy.port, xmpp=dict(PINGS), **FAST).start()
+    c, _ = d.wait_connected(timeout=20)
+    peer = timed_peer(server=srv)
+    rec = Recorder(c)
+    rec.start()
+
+    def body(i):
+        return ("%s %d " % (run, i) + "x<&>\u00e9" * size)[:size]
+
+    def got_in():
+        return {int(body_of(el).split()[1]): body_of(el)
+                for _, _, el in rec.snapshot()
+                if el is not None and local_name(el.tag) == "message"
+                and (body_of(el) or "").startswith(run + " ")}
+
+    def got_out():
+        return {int(b.split()[1]): b for _, _, b in peer.arrivals_copy()
+                if b and b.startswith(run + " ")}
+
+    try:
+        c.send(b"".join(message_xml(PEER, body(i), id="%s-o%d" % (run, i))
+                        .encode("utf-8") for i in range(n)))
+        for i in range(n):
+            peer.send_message(BOT, body(i), id="%s-i%d" % (run, i))
+        harness.wait_until(lambda: got_in(), 20, interval=0.01,
+                           what="the first message of the burst")
+        cuts = proxy.cut()
+        harness.wait_until(lambda: len(got_in()) == n and len(got_out()) == n,
+                           60, interval=0.2, what="every message, both ways")
+    finally:
+        rec.stop()
+    print("burst cut: %d connection(s) cut; in %d/%d, out %d/%d"
+          % (cuts, len(got_in()), n, len(got_out()), n))
+    assert cuts >= 1
+    assert all(b == body(i) for i, b in got_in().items())
+    assert all(b == body(i) for i, b in got_out().items())
+    assert "connection lost" in d.log()
+
+
 def test_blackholed_connection_detected_by_ping(make_clawsd, proxy):
     interval, timeout = PINGS["ping_interval"], PINGS["ping_timeout"]
     d = make_clawsd(port=proxy.port, xmpp=dict(PINGS), **FAST).start()
