@@ -629,9 +629,18 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
 	struct conn *c = h->data;
 
+	struct link *l = c->link;
+
 	(void)suggested;
-	b->base = c->link->rbuf;
-	b->len = sizeof(c->link->rbuf);
+	/* Ciphertext is read where it waits for mbedtls: no copy. */
+	if (l->tls) {
+		buf_reserve(&l->rx, READ_SIZE);
+		b->base = l->rx.data + l->rx.len;
+		b->len = READ_SIZE;
+		return;
+	}
+	b->base = l->rbuf;
+	b->len = sizeof(l->rbuf);
 }
 
 static void
@@ -660,7 +669,7 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (!l->tls)
 		l->cb->data(l->arg, b->base, (size_t)n);
 	else {
-		buf_append(&l->rx, b->base, (size_t)n);
+		l->rx.len += (size_t)n;
 		crypt_kick(l, c);
 	}
 	if (l->conn != c)
