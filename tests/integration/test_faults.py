@@ -233,14 +233,13 @@ def _dup_explained(t_first, t_dup, reconnects, slack=1.0):
     return any(t_first - slack <= t <= t_dup + slack for t in reconnects)
 
 
-def test_chaos_random_cuts(make_clawsd, make_proxy, make_server, timed_peer):
-    seed = int(os.environ.get("CHAOS_SEED") or random.randrange(1 << 30))
-    rng = random.Random(seed)
-    run = unique("chaos")
-    # A server of the test's own: on the shared one, the sessions other
-    # tests left hibernating would take a share of every message sent to
-    # the bare JID bot@localhost, and a dead session's unacknowledged
-    # messages go to the offline store only when it was the account's last.
+def _proxied_session(make_clawsd, make_proxy, make_server, timed_peer):
+    """A server of the test's own behind a FaultProxy, clawsd up through
+    it, a peer, and a Recorder on clawsd's socket: (daemon, client, proxy,
+    peer, recorder).  On the shared server, the sessions other tests left
+    hibernating would take a share of every message sent to the bare JID
+    bot@localhost, and a dead session's unacknowledged messages go to the
+    offline store only when it was the account's last."""
     srv = make_server()
     proxy = make_proxy(srv.c2s_port)
     d = make_clawsd(port=proxy.port, xmpp=dict(PINGS), **FAST).start()
@@ -248,6 +247,15 @@ def test_chaos_random_cuts(make_clawsd, make_proxy, make_server, timed_peer):
     peer = timed_peer(server=srv)
     rec = Recorder(c)
     rec.start()
+    return d, c, proxy, peer, rec
+
+
+def test_chaos_random_cuts(make_clawsd, make_proxy, make_server, timed_peer):
+    seed = int(os.environ.get("CHAOS_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    run = unique("chaos")
+    d, c, proxy, peer, rec = _proxied_session(make_clawsd, make_proxy,
+                                              make_server, timed_peer)
 
     stop_all = threading.Event()
     sent_done = {"p2b": threading.Event(), "b2p": threading.Event()}
@@ -441,13 +449,8 @@ def test_cut_during_tls_burst_loses_nothing(make_clawsd, make_proxy, make_server
     it may be in libuv's thread pool, the subscriber's writes too.  After
     the reconnection every message has arrived whole, both ways."""
     run, n, size = unique("burst"), 60, 20000
-    srv = make_server()
-    proxy = make_proxy(srv.c2s_port)
-    d = make_clawsd(port=proxy.port, xmpp=dict(PINGS), **FAST).start()
-    c, _ = d.wait_connected(timeout=20)
-    peer = timed_peer(server=srv)
-    rec = Recorder(c)
-    rec.start()
+    d, c, proxy, peer, rec = _proxied_session(make_clawsd, make_proxy,
+                                              make_server, timed_peer)
 
     def body(i):
         return ("%s %d " % (run, i) + "x<&>\u00e9" * size)[:size]
