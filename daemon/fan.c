@@ -50,6 +50,9 @@ fan_put(struct fan *f, const char *data, size_t len, struct fan_ref *r)
 	struct fan_block *b = f->cur;
 	size_t cap;
 
+	r->len = 0;
+	if (len == 0)
+		return;
 	if (b == NULL || b->cap - b->len < len) {
 		block_unref(b);
 		cap = len > FAN_BLOCK ? len : FAN_BLOCK;
