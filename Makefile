@@ -21,7 +21,7 @@ PYTHON	 = /usr/bin/python3
 PKGS	 = libuv expat inih
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
-	   -Wmissing-prototypes -Wno-unused-parameter
+	   -Wmissing-prototypes -Wno-unused-parameter -Wformat=2
 CPPFLAGS += -Icommon -Idaemon -DCLAWSD_VERSION=\"$(VERSION)\" \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # Expat 2.6 (and Debian's 2.5 with the CVE-2023-52425 fix) may hold back

@@ -115,6 +115,8 @@ struct link {
 };
 
 static void on_flush(uv_prepare_t *);
+static void fail(struct link *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* The connection is over: say why, once, and go idle. */
 static void

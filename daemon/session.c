@@ -1,3 +1,4 @@
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,9 +324,19 @@ fail_after(struct session *s, const char *reason, int wait_max)
 	uv_timer_start(&s->retry, on_retry, wait, 0);
 }
 
+static void	fail(struct session *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+/* The connection is over; the reason in printf style. */
 static void
-fail(struct session *s, const char *reason)
+fail(struct session *s, const char *fmt, ...)
 {
+	char reason[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
 	fail_after(s, reason, 0);
 }
 
@@ -333,11 +344,9 @@ static void
 on_handshake_timeout(uv_timer_t *t)
 {
 	struct session *s = t->data;
-	char reason[96];
 
-	snprintf(reason, sizeof(reason), "handshake timeout (%u s) in %s",
-	    s->conf->connect_timeout, state_names[s->state]);
-	fail(s, reason);
+	fail(s, "handshake timeout (%u s) in %s", s->conf->connect_timeout,
+	    state_names[s->state]);
 }
 
 /* "host", "host:port" or "[v6]:port" of a see-other-host error. */
@@ -410,7 +419,7 @@ on_srv(void *arg, enum srv_status status, struct srv_target *list, size_t n,
 	if (status == SRV_NOT_OFFERED) {
 		/* RFC 6120 3.2.1: the domain says it has no client service. */
 		s->tried_domain = 1;
-		fail(s, err ? err : "DNS SRV: no XMPP client service");
+		fail(s, "%s", err ? err : "DNS SRV: no XMPP client service");
 		return;
 	}
 	next_target(s);
@@ -505,7 +514,7 @@ on_link_data(void *arg, const char *data, size_t len)
 
 	s->last_rx = uv_now(s->loop);
 	if (stream_feed(s->stream, data, len, &err) != 0)
-		fail(s, err);
+		fail(s, "%s", err);
 }
 
 static void queue_flush(struct session *);
@@ -519,7 +528,7 @@ on_link_written(void *arg)
 static void
 on_link_closed(void *arg, const char *reason)
 {
-	fail(arg, reason);
+	fail(arg, "%s", reason);
 }
 
 static const struct link_cb link_cb = {
@@ -757,12 +766,8 @@ sasl_challenge(struct session *s, struct xnode *e)
 	wipe(&in);
 	buf_free(&in);
 	buf_free(&out);
-	if (rc != 0) {
-		char reason[128];
-
-		snprintf(reason, sizeof(reason), "SASL: %s", err);
-		fail(s, reason);
-	}
+	if (rc != 0)
+		fail(s, "SASL: %s", err);
 }
 
 static void
@@ -779,10 +784,7 @@ sasl_success(struct session *s, struct xnode *e)
 	wipe(&in);
 	buf_free(&in);
 	if (rc != 0) {
-		char reason[128];
-
-		snprintf(reason, sizeof(reason), "SASL: %s", err);
-		fail(s, reason);
+		fail(s, "SASL: %s", err);
 		return;
 	}
 	log_info("authenticated as %s@%s with %s%s", s->conf->user,
@@ -958,12 +960,8 @@ on_ping_timer(uv_timer_t *t)
 	struct session *s = t->data;
 	uint64_t now = uv_now(s->loop);
 	uint64_t interval = (uint64_t)s->conf->ping_interval * 1000;
-	char reason[64];
-
 	if (s->ping_sent != 0 && s->last_rx < s->ping_sent) {
-		snprintf(reason, sizeof(reason), "ping timeout (%u s)",
-		    s->conf->ping_timeout);
-		fail(s, reason);
+		fail(s, "ping timeout (%u s)", s->conf->ping_timeout);
 		return;
 	}
 	s->ping_sent = 0;
@@ -1105,7 +1103,7 @@ bind_result(struct session *s, struct xnode *iq)
 		describe_error(xnode_child(iq, "error", NS_CLIENT) ?
 		    xnode_child(iq, "error", NS_CLIENT) : iq, NS_STANZAS,
 		    "bind: ", reason, sizeof(reason));
-		fail(s, reason);
+		fail(s, "%s", reason);
 		return;
 	}
 	bind = xnode_child(iq, "bind", NS_BIND);
@@ -1229,7 +1227,7 @@ stream_error(struct session *s, struct xnode *e)
 	if (xnode_child(e, "conflict", NS_STREAM_ERR) != NULL)
 		log_warn("another client took over the resource of %s",
 		    s->jid ? s->jid : s->conf->user);
-	fail(s, reason);
+	fail(s, "%s", reason);
 }
 
 static void
@@ -1253,13 +1251,9 @@ negotiation(struct session *s, struct xnode *e)
 	else if (xnode_is(e, "failure", NS_SASL) &&
 	    s->state == ST_AUTHENTICATE)
 		sasl_failure(s, e);
-	else {
-		char reason[160];
-
-		snprintf(reason, sizeof(reason), "unexpected <%s xmlns='%s'>"
-		    " in %s", e->name, e->ns, state_names[s->state]);
-		fail(s, reason);
-	}
+	else
+		fail(s, "unexpected <%s xmlns='%s'> in %s", e->name, e->ns,
+		    state_names[s->state]);
 }
 
 /* Stream events */
