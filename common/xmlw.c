@@ -74,7 +74,8 @@ escape(struct buf *b, const char *s, size_t n, unsigned char mask)
 	const char *end = s + n, *run;
 	const char *rep;
 
-	buf_reserve(b, n);
+	if (b->cap - b->len <= n)
+		buf_reserve(b, n);
 	for (;;) {
 		run = s;
 		s = skip_plain(s, end, mask);
