@@ -175,10 +175,7 @@ def make_clawsd(prosody, pki):
         return d
     yield make
     for d in made:
-        rc = d.stop()
-        print("---- clawsd %s (exit %s) log tail:\n%s"
-              % (d.config_path, rc, harness.tail(d.log(), 80)))
-        d.cleanup()
+        d.retire()
 
 
 @pytest.fixture

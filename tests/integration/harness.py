@@ -17,6 +17,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -289,17 +290,81 @@ def _lua_str(s):
     return '"%s"' % str(s).replace("\\", "\\\\").replace('"', '\\"')
 
 
-class Prosody:
+def read_text(path):
+    """A file's text, or "" while it does not exist."""
+    try:
+        return Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def direct_tls_features(server, ca_file, timeout=5.0):
+    """Open a client stream on the server's direct TLS port (certificate
+    checked against ca_file and the server's domain); the bytes received
+    up to the end of its stream features (or what came within timeout)."""
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    with socket.create_connection(("127.0.0.1", server.direct_tls_port), timeout=timeout) as s:
+        with ctx.wrap_socket(s, server_hostname=server.domain) as t:
+            t.sendall(b"<?xml version='1.0'?><stream:stream to='%s' version='1.0' "
+                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+                      % server.domain.encode())
+            data = b""
+            deadline = time.monotonic() + timeout
+            while b"</stream:features>" not in data and time.monotonic() < deadline:
+                chunk = t.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    return data
+
+
+class XmppServer:
+    """What Prosody and Ejabberd share.  The interface the tests may use:
+    name, domain, dir, data_dir, log_path, c2s_port, direct_tls_port,
+    hosts, proc, start(), stop(), restart(), kill(sig), running,
+    register(user, pw), account_exists(user), jid(user), log(),
+    log_mark(), log_since(mark), c2s_connections_since(mark),
+    sasl_failures_since(mark), sasl_successes_since(mark),
+    stream_closed_since(mark, jid), cleanup()."""
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def jid(self, user):
+        return "%s@%s" % (user, self.domain)
+
+    def log(self):
+        return read_text(self.log_path)
+
+    def log_mark(self):
+        """A position in the server's log, for log_since()."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, mark):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(mark)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def console(self):
+        return read_text(self.console_path)
+
+    def cleanup(self):
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Prosody(XmppServer):
     """A private Prosody instance on 127.0.0.1 (and ::1 if available):
     STARTTLS on c2s_port, direct TLS on direct_tls_port, virtual host
-    `domain`, all state in a temporary folder (config, data, pid file, log).
-
-    The interface shared with Ejabberd (what the tests may use): name,
-    domain, dir, data_dir, log_path, c2s_port, direct_tls_port, hosts, proc,
-    start(), stop(), restart(), kill(sig), running, register(user, pw),
-    account_exists(user), jid(user), log(), log_mark(), log_since(mark),
-    c2s_connections_since(mark), sasl_failures_since(mark),
-    sasl_successes_since(mark), stream_closed_since(mark, jid), cleanup()."""
+    `domain`, all state in a temporary folder (config, data, pid file, log)."""
 
     name = "prosody"
 
@@ -426,10 +491,6 @@ class Prosody:
         if sig == signal.SIGKILL:
             self.proc.wait(timeout=10)
 
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     # -- accounts
 
     def account_exists(self, user):
@@ -453,31 +514,7 @@ class Prosody:
         if rc != 0:
             raise HarnessError("prosodyctl register %s failed (%d):\n%s" % (user, rc, out))
 
-    def jid(self, user):
-        return "%s@%s" % (user, self.domain)
-
     # -- debugging
-
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_mark(self):
-        """A position in Prosody's log, for log_since()."""
-        try:
-            return self.log_path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def log_since(self, mark):
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(mark)
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
 
     def c2s_connections_since(self, mark):
         """Ids of the client connections Prosody accepted since mark (needs
@@ -521,18 +558,6 @@ class Prosody:
                                    text))
         return by_client, why
 
-    def console(self):
-        try:
-            return self.console_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def cleanup(self):
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------
 # ejabberd
 
@@ -543,7 +568,7 @@ def _yaml_str(s):
     return '"%s"' % str(s).replace("\\", "\\\\").replace('"', '\\"')
 
 
-class Ejabberd:
+class Ejabberd(XmppServer):
     """A private ejabberd (Debian's package) on 127.0.0.1 (and ::1 if
     available), with the same interface as Prosody: STARTTLS on c2s_port,
     direct TLS (`tls: true`) on direct_tls_port, virtual host `domain`,
@@ -793,10 +818,6 @@ class Ejabberd:
             except (ProcessLookupError, PermissionError):
                 pass
 
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
     # -- accounts
 
     def register(self, user, password):
@@ -814,31 +835,7 @@ class Ejabberd:
             raise HarnessError("ejabberdctl registered_users failed (%d):\n%s" % (rc, out))
         return user in out.split()
 
-    def jid(self, user):
-        return "%s@%s" % (user, self.domain)
-
     # -- debugging
-
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_mark(self):
-        """A position in ejabberd's log, for log_since()."""
-        try:
-            return self.log_path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def log_since(self, mark):
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(mark)
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
 
     def c2s_connections_since(self, mark):
         """Ids (Erlang pids) of the client connections ejabberd accepted on
@@ -872,18 +869,6 @@ class Ejabberd:
             return None
         why = m.group(1)
         return why.startswith("Stream reset by peer"), why
-
-    def console(self):
-        try:
-            return self.console_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def cleanup(self):
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
 
 SERVERS = {"prosody": Prosody, "ejabberd": Ejabberd}
 
@@ -1041,10 +1026,7 @@ class DnsServer:
                               stderr=subprocess.PIPE, timeout=timeout)
 
     def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def queries(self):
         """[(type, name)] of every query received, in order (but the
@@ -1290,10 +1272,7 @@ class Clawsd:
         return None if self.proc is None else self.proc.poll()
 
     def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def wait_log(self, regex, timeout=10.0, count=1, flags=0):
         """Wait until regex matches the log (at least `count` times).
@@ -1330,6 +1309,16 @@ class Clawsd:
         finally:
             if self._own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
+
+    def retire(self, lines=80):
+        """The end of a fixture: stop, print the log's tail for the test
+        report, remove the folder.  A sanitizer report still raises."""
+        try:
+            rc = self.stop()
+            print("---- clawsd %s (exit %s) log tail:\n%s"
+                  % (self.config_path, rc, tail(self.log(), lines)))
+        finally:
+            self.cleanup()
 
 
 # sanitizer and valgrind reports in a daemon's log, and memory figures

@@ -191,10 +191,7 @@ def lone_clawsd(pki):
         return d
     yield make
     for d in made:
-        rc = d.stop()
-        print("---- clawsd %s (exit %s) log tail:\n%s"
-              % (d.config_path, rc, harness.tail(d.log(), 80)))
-        d.cleanup()
+        d.retire()
 
 
 @pytest.fixture

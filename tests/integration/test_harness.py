@@ -39,19 +39,9 @@ def _tls_client(ca):
 
 
 def test_direct_tls_port_verifies(prosody, pki):
-    with socket.create_connection(("127.0.0.1", prosody.direct_tls_port), timeout=5) as s:
-        with _tls_client(pki.ca_cert).wrap_socket(s, server_hostname="localhost") as t:
-            t.sendall(b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
-                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
-            data = b""
-            deadline = time.monotonic() + 5
-            while b"stream:features" not in data and time.monotonic() < deadline:
-                chunk = t.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            assert b"stream:features" in data
-            assert b"urn:ietf:params:xml:ns:xmpp-sasl" in data
+    data = harness.direct_tls_features(prosody, pki.ca_cert)
+    assert b"stream:features" in data
+    assert b"urn:ietf:params:xml:ns:xmpp-sasl" in data
     with socket.create_connection(("127.0.0.1", prosody.direct_tls_port), timeout=5) as s:
         with pytest.raises(ssl.SSLCertVerificationError):
             _tls_client(pki.other_ca_cert).wrap_socket(s, server_hostname="localhost")
@@ -149,17 +139,7 @@ def test_stream_closed_since(prosody, make_peer):
 
 def test_sasl_mechanisms_and_ejabberdctl_stop(server_kind, prosody, pki):
     # ejabberd with auth_password_format: plain offers every SCRAM variant
-    with socket.create_connection(("127.0.0.1", prosody.direct_tls_port), timeout=5) as s:
-        with _tls_client(pki.ca_cert).wrap_socket(s, server_hostname="localhost") as t:
-            t.sendall(b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
-                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
-            data = b""
-            deadline = time.monotonic() + 5
-            while b"</stream:features>" not in data and time.monotonic() < deadline:
-                chunk = t.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+    data = harness.direct_tls_features(prosody, pki.ca_cert)
     for mech in (b"SCRAM-SHA-1", b"PLAIN"):
         assert b"<mechanism>%s</mechanism>" % mech in data, data
     if server_kind == "ejabberd":

@@ -103,13 +103,9 @@ def daemons():
     errors = []
     for d in made:
         try:
-            rc = d.stop()
-            print("---- clawsd %s (exit %s) log tail:\n%s"
-                  % (d.config_path, rc, harness.tail(d.log(), 40)))
+            d.retire(40)
         except harness.HarnessError as e:
             errors.append(str(e))
-        finally:
-            d.cleanup()
     if errors:
         pytest.fail("\n".join(errors))
 
@@ -416,11 +412,7 @@ def env(xmpp_server, pki):
         if observer is not None:
             observer.close()
         peer.stop()
-        try:
-            rc = d.stop()
-            print("---- clawsd (exit %s) log tail:\n%s" % (rc, harness.tail(d.log(), 40)))
-        finally:
-            d.cleanup()
+        d.retire(40)
 
 
 @pytest.mark.parametrize("row", BAD_INPUTS, ids=[r.id for r in BAD_INPUTS])

@@ -6,9 +6,6 @@ ejabberd with `auth_password_format: plain` offers SCRAM-SHA-1, -256 and
 """
 
 import re
-import socket
-import ssl
-import time
 
 import pytest
 
@@ -20,19 +17,7 @@ SCRAMS = ["SCRAM-SHA-512", "SCRAM-SHA-256", "SCRAM-SHA-1"]
 def offered_mechanisms(server, ca_file):
     """The SASL mechanisms in the stream features after TLS (direct TLS
     port), in the server's order."""
-    ctx = ssl.create_default_context(cafile=str(ca_file))
-    with socket.create_connection(("127.0.0.1", server.direct_tls_port), timeout=5) as s:
-        with ctx.wrap_socket(s, server_hostname=server.domain) as t:
-            t.sendall(b"<?xml version='1.0'?><stream:stream to='%s' version='1.0' "
-                      b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-                      % server.domain.encode())
-            data = b""
-            deadline = time.monotonic() + 5
-            while b"</stream:features>" not in data and time.monotonic() < deadline:
-                chunk = t.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+    data = harness.direct_tls_features(server, ca_file)
     return re.findall(r"<mechanism>([^<]+)</mechanism>", data.decode())
 
 

@@ -78,10 +78,7 @@ def offline(clawsd_bin):
         return d
     yield make
     for d in made:
-        rc = d.stop()
-        print("---- clawsd %s (exit %s) log tail:\n%s"
-              % (d.config_path, rc, harness.tail(d.log(), 40)))
-        d.cleanup()
+        d.retire(40)
 
 
 @pytest.fixture
