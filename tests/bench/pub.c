@@ -15,8 +15,6 @@
  *   written NS BYTES  last write returned
  *   errors K          on exit: error lines read from the relay
  */
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -82,34 +80,6 @@ drain(int fd)
 	}
 }
 
-static int
-connect_retry(const char *path, int timeout_s)
-{
-	struct sockaddr_un sun;
-	uint64_t end = now_ns() + (uint64_t)timeout_s * 1000000000u;
-	int fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	for (;;) {
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			perror("pub: socket");
-			exit(1);
-		}
-		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-			return fd;
-		close(fd);
-		if (now_ns() > end) {
-			fprintf(stderr, "pub: connect %s: %s\n", path,
-			    strerror(errno));
-			exit(1);
-		}
-		usleep(500);
-	}
-}
-
 static void
 usage(void)
 {
@@ -140,7 +110,7 @@ main(int argc, char *argv[])
 	if (path == NULL || count == 0)
 		usage();
 	data = bench_stanzas(count, 1, "p", 0, &len);
-	fd = connect_retry(path, timeout_s);
+	fd = bench_connect("pub", path, timeout_s);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	deadline = now_ns() + (uint64_t)timeout_s * 1000000000u;
 	pfd[0].fd = fd;

@@ -1,15 +1,21 @@
 /*
  * The stanzas of the benchmark, shared by xmppd, pub and expat_limit so that
- * every tool measures the same bytes.  Header-only: each tool is one .c.
+ * every tool measures the same bytes, and the little the tools share besides.
+ * Header-only: each tool is one .c.
  */
 #ifndef BENCH_STANZA_H
 #define BENCH_STANZA_H
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The stream header a server (or, with `to', a client) opens with. */
 #define BENCH_STREAM_HEAD \
@@ -42,6 +48,36 @@ now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Connect to the relay's socket, retrying until it exists; exits on failure. */
+static inline int
+bench_connect(const char *who, const char *path, int timeout_s)
+{
+	struct sockaddr_un sun;
+	uint64_t end = now_ns() + (uint64_t)timeout_s * 1000000000u;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	for (;;) {
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			fprintf(stderr, "%s: socket: %s\n", who,
+			    strerror(errno));
+			exit(1);
+		}
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			return fd;
+		close(fd);
+		if (now_ns() > end) {
+			fprintf(stderr, "%s: connect %s: %s\n", who, path,
+			    strerror(errno));
+			exit(1);
+		}
+		usleep(500);
+	}
 }
 
 static inline void *

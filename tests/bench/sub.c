@@ -15,8 +15,6 @@
  * or when the relay closes a connection short of N ("closed K" first).
  */
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,34 +46,6 @@ static uint64_t		*lat;
 static size_t		 nlat;
 static uint64_t		 t_first, t_last, t_connected;
 static size_t		 nconns, ndone, nready;
-
-static int
-connect_retry(const char *path, int timeout_s)
-{
-	struct sockaddr_un sun;
-	uint64_t end = now_ns() + (uint64_t)timeout_s * 1000000000u;
-	int fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	for (;;) {
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			perror("sub: socket");
-			exit(1);
-		}
-		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-			return fd;
-		close(fd);
-		if (now_ns() > end) {
-			fprintf(stderr, "sub: connect %s: %s\n", path,
-			    strerror(errno));
-			exit(1);
-		}
-		usleep(500);
-	}
-}
 
 /* "... id='l<seq>-<ns>' ..." (either quote): the send time, or 0. */
 static uint64_t
@@ -214,7 +184,7 @@ main(int argc, char *argv[])
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	memset(conns, 0, sizeof(conns));
 	for (i = 0; i < nconns; i++) {
-		conns[i].fd = connect_retry(path, timeout_s);
+		conns[i].fd = bench_connect("sub", path, timeout_s);
 		ee.events = EPOLLIN;
 		ee.data.ptr = &conns[i];
 		epoll_ctl(epfd, EPOLL_CTL_ADD, conns[i].fd, &ee);
