@@ -1,8 +1,11 @@
 #!/bin/sh
 # clawsd: make sure the Debian packages needed to build and test are there.
 # Quiet when nothing is missing.  As root, installs what is missing; otherwise
-# says what to install and exits 1.  Run by `make deps'.
+# says what to install and exits 1.  Run by `make deps'; with the argument
+# `bench', by tests/bench/deps.sh for `make bench'.
 set -eu
+
+label=clawsd
 
 # clang, libclang-rt-dev: the libFuzzer targets and the ASan+UBSan build
 # (`make check'); valgrind: `make valgrind'.
@@ -12,6 +15,14 @@ PACKAGES="gcc make pkg-config libuv1-dev libexpat1-dev libmbedtls-dev
 libinih-dev libcmocka-dev prosody ejabberd dnsmasq-base python3
 python3-slixmpp python3-pytest openssl socat ca-certificates
 systemd mandoc clang libclang-rt-dev valgrind"
+
+# `make bench': what builds clawsd, the libstrophe relay (libstrophe with
+# OpenSSL) and the orchestrator's certificates.
+if [ "${1:-}" = bench ]; then
+	label="clawsd bench"
+	PACKAGES="gcc make pkg-config libuv1-dev libexpat1-dev libmbedtls-dev
+libinih-dev libstrophe-dev libssl-dev openssl python3"
+fi
 
 missing=""
 for p in $PACKAGES; do
@@ -26,12 +37,12 @@ missing=${missing# }
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "clawsd: missing Debian packages: $missing" >&2
+	echo "$label: missing Debian packages: $missing" >&2
 	echo "run: sudo apt-get install $missing" >&2
 	exit 1
 fi
 
-echo "clawsd: installing missing Debian packages: $missing" >&2
+echo "$label: installing missing Debian packages: $missing" >&2
 
 # Installing prosody or ejabberd would start its system service (on
 # 0.0.0.0:5222...; ejabberd also epmd).  dnsmasq-base is the bare binary,
