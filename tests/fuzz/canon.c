@@ -171,3 +171,27 @@ canon_expect_equal(const struct canon_elem *want, const struct canon_elem *got,
 	canon_dump("reparsed", got->form.data, got->form.len);
 	abort();
 }
+
+size_t
+canon_cuts(const uint8_t *data, size_t size, size_t len, size_t cuts[5])
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+	size_t n = 0, i, at, t;
+
+	for (i = 0; i < size; i++)
+		h = (h ^ data[i]) * 16777619u;
+	cuts[n++] = 0;
+	if (len > 1) {
+		cuts[n++] = h % len;
+		cuts[n++] = (h >> 11) % len;
+		cuts[n++] = (h >> 21) % len;
+	}
+	for (i = 1; i < n; i++)
+		for (at = i; at > 0 && cuts[at - 1] > cuts[at]; at--) {
+			t = cuts[at];
+			cuts[at] = cuts[at - 1];
+			cuts[at - 1] = t;
+		}
+	cuts[n] = len;
+	return n;
+}

@@ -13,6 +13,7 @@
 #define CLAWSD_FUZZ_CANON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -45,5 +46,13 @@ void	canon_expect_equal(const struct canon_elem *want,
 
 /* Print a buffer with its NULs and controls visible, to stderr. */
 void	canon_dump(const char *label, const char *data, size_t len);
+
+/*
+ * Where to cut `len' bytes into writes, drawn from a hash of the input's
+ * own bytes (so a reproducer replays the same cuts): cuts[0] is 0, then up
+ * to three offsets in order, and cuts[n] is `len'.  Returns n.
+ */
+size_t	canon_cuts(const uint8_t *data, size_t size, size_t len,
+	    size_t cuts[5]);
 
 #endif

@@ -146,16 +146,6 @@ same_events(const struct run *a, const struct run *b, const char *how,
 	abort();
 }
 
-static uint32_t
-hash(const uint8_t *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	while (n-- > 0)
-		h = (h ^ *p++) * 16777619u;
-	return h;
-}
-
 static int
 is_stanza_name(const char *name)
 {
@@ -243,27 +233,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *d = (const char *)data;
 	struct run whole, cut, bytes;
-	size_t cuts[5], ncuts = 0, i, at;
-	uint32_t h;
+	size_t cuts[5], ncuts, i;
 
 	run_init(&whole);
 	feed(&whole, d, size);
 
 	run_init(&cut);
-	h = hash(data, size);
-	cuts[ncuts++] = 0;
-	if (size > 1) {
-		cuts[ncuts++] = h % size;
-		cuts[ncuts++] = (h >> 11) % size;
-		cuts[ncuts++] = (h >> 21) % size;
-	}
-	for (i = 1; i < ncuts; i++)
-		for (at = i; at > 0 && cuts[at - 1] > cuts[at]; at--) {
-			size_t t = cuts[at];
-			cuts[at] = cuts[at - 1];
-			cuts[at - 1] = t;
-		}
-	cuts[ncuts] = size;
+	ncuts = canon_cuts(data, size, size, cuts);
 	for (i = 0; i < ncuts; i++)
 		if (cuts[i + 1] > cuts[i])
 			feed(&cut, d + cuts[i], cuts[i + 1] - cuts[i]);

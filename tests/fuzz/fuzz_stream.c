@@ -130,16 +130,6 @@ static const struct stream_cb cb = {
 	.close = on_close,
 };
 
-static uint32_t
-hash(const uint8_t *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	while (n-- > 0)
-		h = (h ^ *p++) * 16777619u;
-	return h;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -148,8 +138,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct run r;
 	struct canon orig;
 	struct buf doc;
-	size_t cuts[5], ncuts = 0, i, at;
-	uint32_t h;
+	size_t cuts[5], ncuts, i;
 	const char *err;
 	char what[64];
 
@@ -159,21 +148,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		buf_puts(&doc, HEADER);
 	buf_append(&doc, data, size);
 
-	/* Cut points from the input's own bytes, in order. */
-	h = hash(data, size);
-	cuts[ncuts++] = 0;
-	if (doc.len > 1) {
-		cuts[ncuts++] = h % doc.len;
-		cuts[ncuts++] = (h >> 11) % doc.len;
-		cuts[ncuts++] = (h >> 21) % doc.len;
-	}
-	for (i = 1; i < ncuts; i++)	/* insertion sort */
-		for (at = i; at > 0 && cuts[at - 1] > cuts[at]; at--) {
-			size_t t = cuts[at];
-			cuts[at] = cuts[at - 1];
-			cuts[at - 1] = t;
-		}
-	cuts[ncuts] = doc.len;
+	ncuts = canon_cuts(data, size, doc.len, cuts);
 
 	memset(&r, 0, sizeof(r));
 	r.s = stream_new(MAX_SIZE, &cb, &r);
