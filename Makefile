@@ -52,10 +52,11 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(B)/tests/%: tests/unit/%.c $(B)/libclawsd.a
+# tests/lib: what the unit tests and the fuzz targets share.
+$(B)/tests/%: tests/unit/%.c $(B)/tests/lib/canon.o $(B)/libclawsd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libclawsd.a \
-	    -lcmocka $(LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) -o $@ $< \
+	    $(B)/tests/lib/canon.o $(B)/libclawsd.a -lcmocka $(LDLIBS)
 
 # daemon/srv.c on its own, for tests/integration/test_srv.py
 $(B)/tests/srvq: tests/tools/srvq.c $(B)/libclawsd.a
@@ -165,14 +166,14 @@ $(B)/clawsd: $(B)/daemon/main.o $(B)/libclawsd.a
 
 $(FZ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) -Itests/fuzz $(FUZZ_CFLAGS) \
+	$(FUZZ_CC) $(CPPFLAGS) -Itests/lib $(FUZZ_CFLAGS) \
 	    -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
 
 $(FZ)/libclawsd.a: $(FUZZ_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-$(FUZZ_BIN): $(FZ)/%: $(FZ)/tests/fuzz/%.o $(FZ)/tests/fuzz/canon.o \
+$(FUZZ_BIN): $(FZ)/%: $(FZ)/tests/fuzz/%.o $(FZ)/tests/lib/canon.o \
 	    $(FZ)/libclawsd.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 

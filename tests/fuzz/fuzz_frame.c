@@ -174,7 +174,7 @@ check_against_original(const struct run *r, const uint8_t *data, size_t size)
 	buf_init(&doc);
 	buf_puts(&doc, CONTEXT_OPEN);
 	buf_append(&doc, data, size);
-	canon_parse(&orig, doc.data, doc.len, 2);
+	canon_parse(&orig, doc.data, doc.len, 2, 1);
 	for (; p < end; i++) {
 		len = strlen(p + 1);
 		if (p[0] == 'S') {
@@ -193,7 +193,7 @@ check_against_original(const struct run *r, const uint8_t *data, size_t size)
 			buf_puts(&doc, CONTEXT_OPEN);
 			buf_append(&doc, p + 1, len);
 			buf_puts(&doc, CONTEXT_CLOSE);
-			canon_parse(&ctx, doc.data, doc.len, 2);
+			canon_parse(&ctx, doc.data, doc.len, 2, 1);
 			if (ctx.error || ctx.n != 1) {
 				canon_dump("stanza", p + 1, len);
 				fprintf(stderr, "stanza does not parse in the "

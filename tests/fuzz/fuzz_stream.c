@@ -75,7 +75,7 @@ check_line(struct run *r, const struct stream_elem *e)
 		fprintf(stderr, "NUL in a line\n");
 		abort();
 	}
-	canon_parse(&one, e->line, e->len - 1, 1);
+	canon_parse(&one, e->line, e->len - 1, 1, 1);
 	if (one.error || one.n != 1 || one.roots != 1) {
 		canon_dump("line", e->line, e->len);
 		fprintf(stderr, "line does not parse alone as one element\n");
@@ -170,7 +170,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	stream_free(r.s);
 
 	/* Every line equals the element at its place in the original. */
-	canon_parse(&orig, doc.data, doc.len, 2);
+	canon_parse(&orig, doc.data, doc.len, 2, 1);
 	if (r.compare > orig.n + orig.lost) {
 		canon_dump("input", doc.data, doc.len);
 		fprintf(stderr, "%zu lines, but only %zu elements in the "

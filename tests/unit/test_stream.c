@@ -20,6 +20,7 @@
 #include <expat.h>
 
 #include "buf.h"
+#include "canon.h"
 #include "stream.h"
 #include "xnode.h"
 
@@ -31,141 +32,6 @@
 			"xmlns:stream='http://etherx.jabber.org/streams' " \
 			"from='example.com' id='s1' version='1.0' xml:lang='en'"
 #define HDR		"<?xml version='1.0'?>" HDR_OPEN ">"
-
-/*
- * Canonical form.
- */
-
-struct canon {
-	int		 base;		/* depth of the elements captured */
-	int		 depth;
-	struct buf	 cur;
-	struct buf	 text;		/* character data not yet flushed */
-	char		*out[MAXELEM];
-	size_t		 n;
-};
-
-static int
-strcmp_p(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* "uri\x01local" or "local" as "{uri}local", length-prefixed. */
-static void
-canon_name(struct buf *b, const char *name)
-{
-	const char *sep = strchr(name, '\x01');
-
-	if (sep == NULL)
-		buf_printf(b, "{}%zu:%s", strlen(name), name);
-	else
-		buf_printf(b, "{%.*s}%zu:%s", (int)(sep - name), name,
-		    strlen(sep + 1), sep + 1);
-}
-
-static void
-canon_flush(struct canon *c)
-{
-	if (c->text.len == 0)
-		return;
-	buf_printf(&c->cur, "T%zu:", c->text.len);
-	buf_append(&c->cur, c->text.data, c->text.len);
-	c->text.len = 0;
-}
-
-static void XMLCALL
-canon_start(void *arg, const char *name, const char **attrs)
-{
-	struct canon *c = arg;
-	char *sorted[256];
-	struct buf a;
-	size_t i, n;
-
-	if (++c->depth < c->base)
-		return;
-	if (c->depth == c->base)
-		c->cur.len = 0;
-	canon_flush(c);
-	buf_putc(&c->cur, '(');
-	canon_name(&c->cur, name);
-	for (n = 0; attrs[2 * n] != NULL; n++) {
-		assert_true(n < NELEM(sorted));
-		buf_init(&a);
-		canon_name(&a, attrs[2 * n]);
-		buf_printf(&a, "=%zu:%s", strlen(attrs[2 * n + 1]),
-		    attrs[2 * n + 1]);
-		sorted[n] = xstrdup(buf_cstr(&a));
-		buf_free(&a);
-	}
-	qsort(sorted, n, sizeof(sorted[0]), strcmp_p);
-	for (i = 0; i < n; i++) {
-		buf_printf(&c->cur, " A%s", sorted[i]);
-		free(sorted[i]);
-	}
-	buf_putc(&c->cur, ';');
-}
-
-static void XMLCALL
-canon_end(void *arg, const char *name)
-{
-	struct canon *c = arg;
-
-	if (c->depth-- < c->base)
-		return;
-	canon_flush(c);
-	buf_putc(&c->cur, ')');
-	if (c->depth + 1 == c->base) {
-		assert_true(c->n < MAXELEM);
-		c->out[c->n++] = xstrdup(buf_cstr(&c->cur));
-	}
-}
-
-static void XMLCALL
-canon_chars(void *arg, const char *s, int len)
-{
-	struct canon *c = arg;
-
-	if (c->depth >= c->base)
-		buf_append(&c->text, s, (size_t)len);
-}
-
-/*
- * Canonical forms of the elements at depth `base' of a document; `final':
- * the document is complete.  Returns 0, or -1 if expat rejects it.
- */
-static int
-canon_parse(struct canon *c, const char *doc, size_t len, int base,
-    int final)
-{
-	XML_Parser p;
-	int rc;
-
-	memset(c, 0, sizeof(*c));
-	c->base = base;
-	buf_init(&c->cur);
-	buf_init(&c->text);
-	p = XML_ParserCreateNS(NULL, '\x01');
-	assert_non_null(p);
-	XML_SetUserData(p, c);
-	XML_SetElementHandler(p, canon_start, canon_end);
-	XML_SetCharacterDataHandler(p, canon_chars);
-	rc = XML_Parse(p, doc, (int)len, final) == XML_STATUS_OK ? 0 : -1;
-	XML_ParserFree(p);
-	buf_free(&c->cur);
-	buf_free(&c->text);
-	return rc;
-}
-
-static void
-canon_free(struct canon *c)
-{
-	size_t i;
-
-	for (i = 0; i < c->n; i++)
-		free(c->out[i]);
-	c->n = 0;
-}
 
 /*
  * What the stream parser reports.
@@ -443,18 +309,25 @@ run_rt(const struct rt_case *c, size_t chunk, struct rec *r)
 		fail_msg("%s (chunk %zu): %s", c->what, chunk, err);
 	assert_int_equal(r->opens, 1);
 	assert_int_equal(r->closes, 0);
-	if (canon_parse(&orig, doc.data, doc.len, 2, 0) == -1)
+	canon_parse(&orig, doc.data, doc.len, 2, 0);
+	if (orig.error)
 		fail_msg("%s: the test input does not parse", c->what);
 	assert_int_equal(r->n, orig.n);
 	for (i = 0; i < r->n; i++) {
 		check_line(r->line[i], r->len[i], r->stanza[i]);
-		if (canon_parse(&one, r->line[i], r->len[i], 1, 1) == -1)
+		canon_parse(&one, r->line[i], r->len[i], 1, 1);
+		if (one.error)
 			fail_msg("%s: line %zu does not parse alone: %s",
 			    c->what, i, r->line[i]);
 		assert_int_equal(one.n, 1);
-		if (strcmp(one.out[0], orig.out[i]) != 0)
-			fail_msg("%s: line %zu: %s\n got  %s\n want %s",
-			    c->what, i, r->line[i], one.out[0], orig.out[i]);
+		if (!canon_equal(&one.elems[0], &orig.elems[i])) {
+			canon_dump("got", one.elems[0].form.data,
+			    one.elems[0].form.len);
+			canon_dump("want", orig.elems[i].form.data,
+			    orig.elems[i].form.len);
+			fail_msg("%s: line %zu differs: %s", c->what, i,
+			    r->line[i]);
+		}
 		canon_free(&one);
 	}
 	canon_free(&orig);

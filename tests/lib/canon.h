@@ -1,5 +1,6 @@
 /*
- * A canonical form of XML elements for the fuzz targets, made with a plain
+ * A canonical form of XML elements, for the unit tests and the fuzz targets
+ * that check a line against the element it came from; made with a plain
  * expat parser of our own (namespaces on, no triplets): resolved names,
  * attributes sorted, adjacent text merged, namespace declarations and
  * prefixes gone.  Two elements are equal as trees when their canonical
@@ -9,8 +10,8 @@
  * NUL value NUL, then the content ("T" text NUL for a run of text, a child
  * element), then ">".  XML text holds no NUL, so this is unambiguous.
  */
-#ifndef CLAWSD_FUZZ_CANON_H
-#define CLAWSD_FUZZ_CANON_H
+#ifndef CLAWSD_TESTS_CANON_H
+#define CLAWSD_TESTS_CANON_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -33,13 +34,16 @@ struct canon {
 };
 
 /*
- * Parse `data' as one document (final) and record every complete element
- * at depth `depth' (1: the document element; 2: the children of a stream
- * or wrapper).
+ * Parse `data' as a document and record every complete element at depth
+ * `depth' (1: the document element; 2: the children of a stream or
+ * wrapper).  Without `final', the document may still be open (a stream).
  */
-void	canon_parse(struct canon *, const char *data, size_t len, int depth);
+void	canon_parse(struct canon *, const char *data, size_t len, int depth,
+	    int final);
 void	canon_free(struct canon *);
 
+/* Whether two elements are equal as trees. */
+int	canon_equal(const struct canon_elem *, const struct canon_elem *);
 /* Abort with a message and both forms when they differ. */
 void	canon_expect_equal(const struct canon_elem *want,
 	    const struct canon_elem *got, const char *what);

@@ -101,7 +101,8 @@ on_chars(void *arg, const char *text, int len)
 }
 
 void
-canon_parse(struct canon *c, const char *data, size_t len, int depth)
+canon_parse(struct canon *c, const char *data, size_t len, int depth,
+    int final)
 {
 	struct cstate s;
 
@@ -121,7 +122,8 @@ canon_parse(struct canon *c, const char *data, size_t len, int depth)
 #ifdef HAVE_XML_REPARSE_DEFERRAL
 	XML_SetReparseDeferralEnabled(s.p, XML_FALSE);
 #endif
-	if (XML_Parse(s.p, data, (int)len, XML_TRUE) != XML_STATUS_OK)
+	if (XML_Parse(s.p, data, (int)len, final ? XML_TRUE : XML_FALSE) !=
+	    XML_STATUS_OK)
 		c->error = 1;
 	XML_ParserFree(s.p);
 	buf_free(&s.form);
@@ -159,12 +161,18 @@ canon_dump(const char *label, const char *data, size_t len)
 	fputc('\n', stderr);
 }
 
+int
+canon_equal(const struct canon_elem *a, const struct canon_elem *b)
+{
+	return a->form.len == b->form.len &&
+	    memcmp(a->form.data, b->form.data, a->form.len) == 0;
+}
+
 void
 canon_expect_equal(const struct canon_elem *want, const struct canon_elem *got,
     const char *what)
 {
-	if (want->form.len == got->form.len &&
-	    memcmp(want->form.data, got->form.data, got->form.len) == 0)
+	if (canon_equal(want, got))
 		return;
 	fprintf(stderr, "MISMATCH: %s\n", what);
 	canon_dump("original", want->form.data, want->form.len);
