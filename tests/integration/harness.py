@@ -360,6 +360,25 @@ class XmppServer:
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def _wait_listening(self, timeout):
+        """Wait for both ports on every host; HarnessError, the server
+        stopped, if it exits first or does not listen in time."""
+        def ready():
+            if self.proc.poll() is not None:
+                raise HarnessError("%s exited with %s during start-up\n--- console:\n%s\n--- log:\n%s"
+                                   % (self.name, self.proc.returncode, tail(self.console()),
+                                      tail(self.log())))
+            return all(port_open(p, h) for p in (self.c2s_port, self.direct_tls_port)
+                       for h in self.hosts)
+
+        try:
+            wait_until(ready, timeout, what="%s to listen on %d and %d"
+                       % (self.name, self.c2s_port, self.direct_tls_port))
+        except TimeoutError:
+            self.stop()
+            raise HarnessError("%s did not start listening in %.0fs\n--- console:\n%s\n--- log:\n%s"
+                               % (self.name, timeout, tail(self.console()), tail(self.log())))
+
 
 class Prosody(XmppServer):
     """A private Prosody instance on 127.0.0.1 (and ::1 if available):
@@ -448,21 +467,7 @@ class Prosody(XmppServer):
             cwd=str(self.dir), stdin=subprocess.DEVNULL,
             stdout=self._console, stderr=subprocess.STDOUT,
             start_new_session=True)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise HarnessError("prosody exited with %s during start-up\n--- console:\n%s\n--- log:\n%s"
-                                   % (self.proc.returncode, tail(self.console()), tail(self.log())))
-            return all(port_open(p, h) for p in (self.c2s_port, self.direct_tls_port)
-                       for h in self.hosts)
-
-        try:
-            wait_until(ready, timeout, what="prosody to listen on %d and %d"
-                       % (self.c2s_port, self.direct_tls_port))
-        except TimeoutError:
-            self.stop()
-            raise HarnessError("prosody did not start listening in %.0fs\n--- log:\n%s"
-                               % (timeout, tail(self.log())))
+        self._wait_listening(timeout)
 
     def stop(self, timeout=10.0):
         rc = stop_process(self.proc, timeout)
@@ -749,21 +754,7 @@ class Ejabberd(XmppServer):
             self._ctl_argv("foreground"), cwd=str(self.dir), stdin=subprocess.DEVNULL,
             stdout=self._console, stderr=subprocess.STDOUT, env=self._env(),
             start_new_session=True)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise HarnessError("ejabberd exited with %s during start-up\n--- console:\n%s\n--- log:\n%s"
-                                   % (self.proc.returncode, tail(self.console()), tail(self.log())))
-            return all(port_open(p, h) for p in (self.c2s_port, self.direct_tls_port)
-                       for h in self.hosts)
-
-        try:
-            wait_until(ready, timeout, what="ejabberd to listen on %d and %d"
-                       % (self.c2s_port, self.direct_tls_port))
-        except TimeoutError:
-            self.stop()
-            raise HarnessError("ejabberd did not start listening in %.0fs\n--- console:\n%s"
-                               % (timeout, tail(self.console())))
+        self._wait_listening(timeout)
 
     def stop(self, timeout=10.0):
         """SIGTERM to the VM (our child, by pid): Erlang's init:stop(), the
