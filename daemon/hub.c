@@ -1,6 +1,5 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -23,12 +22,6 @@
 #define WRITE_EARLY	65536
 /* Views handed to one writev. */
 #define WRITE_BUFS	64
-/*
- * From this much output waiting, the writes go to libuv's thread pool:
- * copying a burst into sixteen sockets costs the loop as much as a good
- * part of the parsing.  Less (an interactive line) is written at once.
- */
-#define POOL_MIN	65536
 
 struct client {
 	uv_pipe_t		 pipe;
@@ -38,12 +31,6 @@ struct client {
 	struct fan_queue	 out;
 	size_t			 inflight;	/* bytes of out being written */
 	uv_write_t		 wreq;
-	uv_os_fd_t		 fd;
-	int			 pooled;	/* its write is in the pool */
-	int			 nbufs;		/* the pool's writev */
-	uv_buf_t		 bufs[WRITE_BUFS];
-	ssize_t			 wrote;		/* bytes, or -errno */
-	struct client		*pnext;		/* in the pool's pass */
 	unsigned long		 id;
 	int			 writing;
 	int			 closing;	/* close once the output is out */
@@ -58,10 +45,6 @@ struct hub {
 	uv_pipe_t		*listener;	/* NULL when not listening */
 	char			*path;		/* socket file we created */
 	uv_prepare_t		 flush;
-	uv_work_t		 work;
-	struct client		*pass;		/* written by the pool */
-	int			 dead;		/* 1: hub_free called, 2: and
-						 * its handle closed */
 	struct client		*clients;
 	size_t			 nclients;
 	unsigned long		 next_id;
@@ -89,11 +72,12 @@ error_line(struct buf *out, const char *condition, const char *text)
 	buf_puts(out, "</error>\n");
 }
 
+/* Write before the loop next blocks; at once if that cannot be arranged. */
 static void
 schedule_flush(struct hub *h)
 {
-	if (!uv_is_active((uv_handle_t *)&h->flush))
-		uv_prepare_start(&h->flush, on_flush);
+	if (uv_prepare_start(&h->flush, on_flush) != 0)
+		flush_all(h);
 }
 
 /* Queue a line for one client; a subscriber too slow to keep up is cut. */
@@ -112,8 +96,8 @@ client_queue(struct client *c, const struct fan_ref *r)
 		return;
 	}
 	fan_queue_push(&c->out, r);
-	if (c->out.bytes >= WRITE_EARLY && !c->writing && h->pass == NULL)
-		flush_all(h);
+	if (c->out.bytes >= WRITE_EARLY && !c->writing)
+		client_flush(c);
 	else
 		schedule_flush(h);
 }
@@ -169,9 +153,7 @@ client_close(struct client *c)
 		c->next->prev = c->prev;
 	h->nclients--;
 	log_debug("client %lu: closed", c->id);
-	/* The pool may be writing to its descriptor: closed when it is back. */
-	if (!c->pooled)
-		uv_close((uv_handle_t *)&c->pipe, on_client_closed);
+	uv_close((uv_handle_t *)&c->pipe, on_client_closed);
 }
 
 /* Close after what is queued for the client has been written. */
@@ -326,102 +308,11 @@ client_flush(struct client *c)
 	c->writing = 1;
 }
 
-/* The hub goes once its handle is closed and the pool has given it back. */
-static void
-hub_release(struct hub *h)
-{
-	if (h->dead == 2 && h->pass == NULL)
-		free(h);
-}
-
-static void
-pass_work(uv_work_t *w)
-{
-	struct hub *h = w->data;
-	struct client *c;
-	ssize_t n;
-
-	for (c = h->pass; c != NULL; c = c->pnext) {
-		n = writev(c->fd, (const struct iovec *)c->bufs, c->nbufs);
-		c->wrote = n < 0 ? -errno : n;
-	}
-}
-
-/* The pool's writes are back: what the sockets did not take waits for them. */
-static void
-pass_done(uv_work_t *w, int status)
-{
-	struct hub *h = w->data;
-	struct client *c, *next;
-	size_t asked;
-	int i;
-
-	(void)status;
-	for (c = h->pass, h->pass = NULL; c != NULL; c = next) {
-		next = c->pnext;
-		c->pooled = 0;
-		c->writing = 0;
-		if (c->closed) {
-			uv_close((uv_handle_t *)&c->pipe, on_client_closed);
-			continue;
-		}
-		if (c->wrote == UV_EAGAIN)
-			c->wrote = 0;
-		if (c->wrote < 0) {
-			write_failed(c, (int)c->wrote);
-			continue;
-		}
-		for (asked = 0, i = 0; i < c->nbufs; i++)
-			asked += c->bufs[i].len;
-		fan_queue_consume(&c->out, (size_t)c->wrote);
-		if ((size_t)c->wrote < asked)
-			client_flush(c);
-		else if (c->out.bytes == 0 && c->closing)
-			client_close(c);
-	}
-	if (h->dead)
-		hub_release(h);
-	else
-		schedule_flush(h);
-}
-
-/* Hand the writes of every client with output to the pool at once. */
-static int
-pool_pass(struct hub *h)
-{
-	struct client *c;
-	size_t total = 0;
-
-	for (c = h->clients; c != NULL; c = c->next)
-		if (!c->writing && !c->closed)
-			total += c->out.bytes;
-	if (total < POOL_MIN)
-		return 0;
-	for (c = h->clients; c != NULL; c = c->next) {
-		if (c->writing || c->closed || c->out.bytes == 0 ||
-		    uv_fileno((uv_handle_t *)&c->pipe, &c->fd) != 0)
-			continue;
-		c->nbufs = fan_queue_bufs(&c->out, c->bufs, WRITE_BUFS);
-		c->pooled = 1;
-		c->writing = 1;
-		c->pnext = h->pass;
-		h->pass = c;
-	}
-	h->work.data = h;
-	if (uv_queue_work(h->loop, &h->work, pass_work, pass_done) == 0)
-		return 1;
-	for (c = h->pass, h->pass = NULL; c != NULL; c = c->pnext)
-		c->pooled = c->writing = 0;
-	return 0;
-}
-
 static void
 flush_all(struct hub *h)
 {
 	struct client *c, *next;
 
-	if (h->pass == NULL && pool_pass(h))
-		return;
 	for (c = h->clients; c != NULL; c = next) {
 		next = c->next;
 		client_flush(c);
@@ -432,7 +323,7 @@ flush_all(struct hub *h)
 static void
 on_flush(uv_prepare_t *prep)
 {
-	uv_prepare_stop(prep);
+	(void)uv_prepare_stop(prep);	/* cannot fail */
 	flush_all(prep->data);
 }
 
@@ -775,10 +666,7 @@ hub_close_clients(struct hub *h)
 static void
 on_hub_closed(uv_handle_t *handle)
 {
-	struct hub *h = handle->data;
-
-	h->dead = 2;
-	hub_release(h);
+	free(handle->data);
 }
 
 void
@@ -786,7 +674,6 @@ hub_free(struct hub *h)
 {
 	if (h == NULL)
 		return;
-	h->dead = 1;
 	hub_unlisten(h);
 	hub_close_clients(h);
 	buf_free(&h->status);
