@@ -77,7 +77,6 @@ check: deps
 	$(MAKE) integration
 	$(MAKE) fuzz-regress
 	$(MAKE) asan-check
-	$(MAKE) tsan-check
 
 demo: deps clawsd
 	$(PYTHON) tests/demo.py
@@ -153,9 +152,6 @@ ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initializati
 # arguments, e.g. -x.
 ASAN_SERVERS ?= prosody
 ASAN_PYTEST_ARGS ?=
-BT	 = build-tsan
-TSAN_CFLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=thread
-TSAN_PYTEST_ARGS ?=
 VALGRIND = valgrind --leak-check=full --errors-for-leak-kinds=definite \
 	   --error-exitcode=99 -q
 VALGRIND_PYTEST_ARGS ?=
@@ -213,27 +209,15 @@ asan-check: asan-build
 	    CLAWSD_TEST_SERVERS=$(ASAN_SERVERS) $(PYTHON) -m pytest -q \
 	    -p no:cacheprovider $(ASAN_PYTEST_ARGS) tests/integration
 
-# ThreadSanitizer over the paths where the loop and libuv's thread pool
-# share a TLS connection (link.c): the core suite against Prosody.
-tsan-build:
-	CFLAGS="$(TSAN_CFLAGS)" LDFLAGS=-fsanitize=thread $(MAKE) \
-	    --no-print-directory B=$(BT) $(BT)/clawsd
-
-tsan-check: tsan-build
-	CLAWSD_BIN=$(CURDIR)/$(BT)/clawsd CLAWSD_TEST_SERVERS=prosody \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider $(TSAN_PYTEST_ARGS) \
-	    tests/integration/test_core.py
-
 valgrind: clawsd
 	CLAWSD_WRAPPER="$(VALGRIND)" $(PYTHON) -m pytest -q -p no:cacheprovider \
 	    $(VALGRIND_PYTEST_ARGS) tests/integration
 
 clean: clean-hostile
 clean-hostile:
-	rm -rf $(FZ) $(BA) $(BT)
+	rm -rf $(FZ) $(BA)
 
-.PHONY: fuzz fuzz-build fuzz-regress asan-build asan-check tsan-build \
-	tsan-check valgrind \
+.PHONY: fuzz fuzz-build fuzz-regress asan-build asan-check valgrind \
 	clean-hostile
 
 -include $(shell find $(FZ) -name '*.d' 2>/dev/null)

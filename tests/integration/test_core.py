@@ -140,9 +140,9 @@ def _bulk_body(i, size):
 
 
 def test_bulk_from_peer_arrives_whole_and_in_order(bot, peer):
-    # ~1 MB at once: clawsd reads it in large TLS batches, which it
-    # decrypts in libuv's thread pool while it parses the previous batch,
-    # and writes the lines to both subscribers from the pool as well.
+    # ~1 MB at once: clawsd reads it 64 KiB at a time, opens and parses
+    # it record by record, and writes the lines to both subscribers once
+    # a loop turn (or as soon as 64 KiB wait for one).
     d, c1 = bot
     with d.connect() as c2:
         assert is_status(parse_line(c2.read_line(5)), "connected")
@@ -157,8 +157,8 @@ def test_bulk_from_peer_arrives_whole_and_in_order(bot, peer):
 
 
 def test_bulk_to_peer_arrives_whole_and_in_order(bot, peer):
-    # The same the other way: one 1 MB write, sealed into TLS records in
-    # the thread pool.
+    # The same the other way: one 1 MB write, sealed into 16 KiB TLS
+    # records once a loop turn.
     d, c = bot
     ids = [unique("bulk") for _ in range(50)]
     c.send(b"".join(message_xml(PEER, _bulk_body(i, 20000), id=mid)
@@ -172,9 +172,9 @@ def test_bulk_to_peer_arrives_whole_and_in_order(bot, peer):
 
 
 def test_sigterm_during_bulk_exits_0(bot, peer):
-    # The daemon stops while TLS passes of a burst may still be in the
-    # thread pool: it waits for them, frees everything (the ASan run checks
-    # this) and exits 0.
+    # The daemon stops in the middle of a burst, with records half read
+    # and lines waiting for the subscriber: it frees everything (the ASan
+    # run checks this) and exits 0.
     d, c = bot
     ids = [unique("stop") for _ in range(50)]
     for i, mid in enumerate(ids):

@@ -442,8 +442,8 @@ def test_chaos_random_cuts(make_clawsd, make_proxy, make_server, timed_peer):
 # black hole: a connection that silently stops carrying anything
 
 def test_cut_during_tls_burst_loses_nothing(make_clawsd, make_proxy, make_server, timed_peer):
-    """The connection dies while a megabyte goes each way: TLS passes of
-    it may be in libuv's thread pool, the subscriber's writes too.  After
+    """The connection dies while a megabyte goes each way: TLS records of
+    it are half read, half sealed, the subscriber's writes half done.  After
     the reconnection every message has arrived whole, both ways."""
     run, n, size = unique("burst"), 60, 20000
     d, c, proxy, peer, rec = _proxied_session(make_clawsd, make_proxy,
