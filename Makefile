@@ -226,7 +226,8 @@ clean-hostile:
 #
 # `make bench' installs what it needs (tests/bench/deps.sh), builds clawsd
 # and the tools into $(B)/bench, and prints one table: clawsd and a
-# libstrophe relay side by side, the expat limit, the harness's ceiling.
+# libstrophe relay side by side, the expat and mbedtls limits and the
+# single-thread limit they make, the harness's ceiling.
 # BENCH_N=50000 for a quick run; other knobs in tests/bench/bench.py.
 bench:
 	@sh tests/bench/deps.sh

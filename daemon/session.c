@@ -32,9 +32,9 @@
 
 /*
  * Stanzas wait in the queue while this much is still unsent on the link.
- * Enough for the loop to frame the next megabytes while the thread pool
- * seals the previous ones: at 1 MiB the clients were paused and resumed
- * so often that client -> server over TLS lost a fifth.
+ * Enough for the loop to frame the next megabytes while the kernel takes
+ * the previous ones: at 1 MiB the clients were paused and resumed so
+ * often that client -> server over TLS lost a fifth.
  */
 #define LINK_HIGH_WATER	(1u << 22)
 /* How long a shutdown waits for the server to close its stream. */
