@@ -1068,8 +1068,8 @@ conf_handler(void *arg, const char *section, const char *name,
  * Checks across keys, once the whole file is read.
  */
 
-static int
-is_loopback(const char *host)
+int
+conf_is_loopback(const char *host)
 {
 	struct in_addr a4;
 	struct in6_addr a6;
@@ -1124,7 +1124,7 @@ check_tls(struct loader *ld)
 
 	if (c->tls != CONF_TLS_NONE)
 		return;
-	if (c->host == NULL || !is_loopback(c->host)) {
+	if (c->host == NULL || !conf_is_loopback(c->host)) {
 		key_report(ld, ld->key_line[K_TLS], K_TLS,
 		    "none is only allowed when host is a loopback address");
 		return;

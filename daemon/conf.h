@@ -59,6 +59,8 @@ struct conf {
  */
 int	 conf_load(struct conf *c, const char *path, FILE *errors);
 void	 conf_free(struct conf *c);
+/* 127.0.0.0/8, ::1 or localhost: where a stream may go in clear text. */
+int	 conf_is_loopback(const char *host);
 /* Port to connect to: `port' if set, else 5222, or 5223 for direct TLS. */
 int	 conf_port(const struct conf *c);
 /* Nonzero if the [xmpp] settings of a and b differ (reconnect needed). */

@@ -77,6 +77,21 @@ on_state(void *arg, const char *name, const char *detail)
 	notify_status(name, detail);
 }
 
+/* The daemon's own handles, those that were initialized (loop set). */
+static void
+close_handles(struct clawsd *d)
+{
+	uv_handle_t *h[] = {
+		(uv_handle_t *)&d->sigterm, (uv_handle_t *)&d->sigint,
+		(uv_handle_t *)&d->sighup, (uv_handle_t *)&d->watchdog,
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(h) / sizeof(h[0]); i++)
+		if (h[i]->loop != NULL && !uv_is_closing(h[i]))
+			uv_close(h[i], NULL);
+}
+
 static void
 on_stopped(void *arg)
 {
@@ -84,10 +99,7 @@ on_stopped(void *arg)
 
 	hub_close_clients(d->hub);
 	hub_unlisten(d->hub);
-	uv_close((uv_handle_t *)&d->sigterm, NULL);
-	uv_close((uv_handle_t *)&d->sigint, NULL);
-	uv_close((uv_handle_t *)&d->sighup, NULL);
-	uv_close((uv_handle_t *)&d->watchdog, NULL);
+	close_handles(d);
 	log_info("stopped");
 }
 
@@ -197,18 +209,25 @@ on_signal(uv_signal_t *h, int signum)
 {
 	struct clawsd *d = h->data;
 
-	if (signum == SIGHUP)
-		reload(d);
-	else
+	if (signum != SIGHUP)
 		shutdown_daemon(d, signum);
+	else if (d->stopping)
+		log_info("SIGHUP during shutdown: not reloading");
+	else
+		reload(d);
 }
 
-static void
+static int
 watch_signal(struct clawsd *d, uv_signal_t *h, int signum)
 {
-	uv_signal_init(&d->loop, h);
+	int rc = uv_signal_init(&d->loop, h);
+
 	h->data = d;
-	uv_signal_start(h, on_signal, signum);
+	if (rc == 0)
+		rc = uv_signal_start(h, on_signal, signum);
+	if (rc != 0)
+		log_error("%s: %s", strsignal(signum), uv_strerror(rc));
+	return rc;
 }
 
 static void
@@ -222,22 +241,28 @@ on_watchdog(uv_timer_t *t)
  * the loop is stuck, systemd stops hearing from us and restarts the daemon.
  * Unreferenced, so it never keeps a finished loop alive.
  */
-static void
+static int
 start_watchdog(struct clawsd *d)
 {
 	uint64_t usec = notify_watchdog_usec();
 	uint64_t ms = usec / 2000;
+	int rc;
 
-	uv_timer_init(&d->loop, &d->watchdog);
+	if ((rc = uv_timer_init(&d->loop, &d->watchdog)) != 0) {
+		log_error("watchdog: %s", uv_strerror(rc));
+		return rc;
+	}
 	d->watchdog.data = d;
 	uv_unref((uv_handle_t *)&d->watchdog);
 	if (usec == 0)
-		return;
+		return 0;
 	if (ms == 0)
 		ms = 1;
 	log_debug("watchdog: every %llu ms", (unsigned long long)ms);
 	notify_send("WATCHDOG=1");
-	uv_timer_start(&d->watchdog, on_watchdog, ms, ms);
+	if ((rc = uv_timer_start(&d->watchdog, on_watchdog, ms, ms)) != 0)
+		log_error("watchdog: %s", uv_strerror(rc));
+	return rc;
 }
 
 static int
@@ -250,21 +275,23 @@ run(struct clawsd *d)
 		return 1;
 	d->hub = hub_new(&d->loop, &hub_cb, d);
 	d->session = session_new(&d->loop, &session_cb, d);
-	if (d->session == NULL)
-		log_error("cannot set up the session");
+	if (d->hub == NULL || d->session == NULL)
+		log_error("cannot set up the %s", d->hub ? "session" : "socket");
 	else if (session_configure(d->session, &d->conf) == 0 &&
-	    hub_listen(d->hub, &d->conf, d->listen_fd) == 0) {
-		watch_signal(d, &d->sigterm, SIGTERM);
-		watch_signal(d, &d->sigint, SIGINT);
-		watch_signal(d, &d->sighup, SIGHUP);
+	    hub_listen(d->hub, &d->conf, d->listen_fd) == 0 &&
+	    watch_signal(d, &d->sigterm, SIGTERM) == 0 &&
+	    watch_signal(d, &d->sigint, SIGINT) == 0 &&
+	    watch_signal(d, &d->sighup, SIGHUP) == 0) {
 		/* Clients can connect now: the session comes up on its own. */
 		notify_send("READY=1");
-		start_watchdog(d);
-		session_start(d->session);
-		uv_run(&d->loop, UV_RUN_DEFAULT);
-		rc = 0;
+		if (start_watchdog(d) == 0) {
+			session_start(d->session);
+			uv_run(&d->loop, UV_RUN_DEFAULT);
+			rc = 0;
+		}
 	}
 	/* Close every handle, on the way out of a failure too. */
+	close_handles(d);
 	session_free(d->session);
 	hub_free(d->hub);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -323,7 +350,8 @@ main(int argc, char **argv)
 	}
 	log_info("clawsd %s starting", CLAWSD_VERSION);
 	rc = run(&d);
-	uv_loop_close(&d.loop);
+	if (uv_loop_close(&d.loop) != 0)
+		log_error("handles left open at exit");
 	conf_free(&d.conf);
 	return rc;
 }

@@ -1,8 +1,46 @@
+/*
+ * The session: one state machine, and the only place where the connection
+ * changes state.  A newcomer reads it here.
+ *
+ * state        seed name     waiting for               event -> next state
+ * ------------ ------------- ------------------------- ---------------------------
+ * DISCONNECTED Disconnected  session_start             start -> CONNECTING
+ * RETRYING     Retrying      the backoff timer         timer -> CONNECTING
+ * CONNECTING   Connecting    SRV, DNS, TCP, direct TLS link up -> CONNECTED
+ * CONNECTED    Connected     (our header goes at once) -> STREAM_INIT
+ * STREAM_INIT  Stream Init   <features>                secure or tls = none:
+ *                                                        <auth> -> AUTHENTICATE
+ *                                                      else <starttls> -> STARTTLS
+ * STARTTLS     Stream Init   <proceed/>                <proceed/> -> TLS
+ * TLS          Stream Init   the TLS handshake         secured -> STREAM_INIT
+ * AUTHENTICATE Authenticate  SASL                      <challenge/> -> AUTHENTICATE
+ *                                                      <success/> -> BIND
+ * BIND         Bind          <features> again          resumable: <resume> -> RESUMING
+ *                                                      else <bind> iq -> BINDING
+ * RESUMING     Binding       <resumed/> or <failed/>   <resumed/> -> BINDED
+ *                                                      <failed/>: <bind> -> BINDING
+ * BINDING      Binding       the bind result           our JID: -> SESSION or BINDED
+ * SESSION      Binding       RFC 3921 session result   result -> BINDED
+ * BINDED       Binded        stanzas, <r/>, <a/>       session_restart -> CLOSING
+ *                                                      session_stop -> STOPPING
+ * CLOSING      Binded        the server's </stream>    closed -> CONNECTING
+ *              (reload: our </stream:stream> is out)
+ * STOPPING     Binded        the server's </stream>    closed -> DISCONNECTED
+ *              (shutdown: our </stream:stream> is out)
+ *
+ * From any state with a connection: a stream error, the link closing, the
+ * handshake deadline, a ping timeout, or any element `machine' below has
+ * no handler for in that state (a protocol error) -> RETRYING; in CLOSING
+ * -> CONNECTING, in STOPPING -> DISCONNECTED.  Every transition goes
+ * through set_state, which logs it with the seed's names (and the detail
+ * of the states that share one), and tells the STATUS line.
+ */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <mbedtls/base64.h>
@@ -37,25 +75,153 @@
  * often that client -> server over TLS lost a fifth.
  */
 #define LINK_HIGH_WATER	(1u << 22)
-/* How long a shutdown waits for the server to close its stream. */
+/* How long a shutdown or a reload waits for the server to close its stream. */
 #define STOP_TIMEOUT_MS	3000
+/*
+ * Unacknowledged stanzas kept for a resend: queue_max, but never fewer
+ * than this (with queue_max = 0 every client would wait forever, and with
+ * a handful every stanza would wait for a round trip).
+ */
+#define SM_WINDOW_MIN	64
+/* see-other-host redirects followed in one attempt (RFC 6120 4.9.3.19). */
+#define MAX_REDIRECTS	3
+/* The longest JID (RFC 7622 3.1: three parts of 1023 bytes, two separators). */
+#define JID_MAX		3071
 
-/* The seed's states (snatch's claws_xmpp), in the order a session takes. */
 enum state {
 	ST_DISCONNECTED,
 	ST_RETRYING,
-	ST_CONNECTING,		/* DNS, TCP, direct TLS */
-	ST_CONNECTED,		/* TCP up, stream not yet opened */
-	ST_STREAM_INIT,		/* stream header sent, STARTTLS */
-	ST_AUTHENTICATE,	/* SASL */
-	ST_BIND,		/* restarted stream, waiting for features */
-	ST_BINDING,		/* bind (and session) requests sent */
-	ST_BINDED,		/* the session is up */
+	ST_CONNECTING,
+	ST_CONNECTED,
+	ST_STREAM_INIT,
+	ST_STARTTLS,
+	ST_TLS,
+	ST_AUTHENTICATE,
+	ST_BIND,
+	ST_RESUMING,
+	ST_BINDING,
+	ST_SESSION,
+	ST_BINDED,
+	ST_CLOSING,
+	ST_STOPPING,
+	ST_COUNT
 };
 
-static const char *const state_names[] = {
-	"Disconnected", "Retrying", "Connecting", "Connected", "Stream Init",
-	"Authenticate", "Bind", "Binding", "Binded",
+/* What can happen on the stream: the server's elements, and its close. */
+enum event {
+	EV_FEATURES,		/* <stream:features> */
+	EV_PROCEED,		/* STARTTLS <proceed/> */
+	EV_TLS_FAILURE,		/* STARTTLS <failure/> */
+	EV_CHALLENGE,		/* SASL */
+	EV_SUCCESS,
+	EV_SASL_FAILURE,
+	EV_ENABLED,		/* XEP-0198 */
+	EV_RESUMED,
+	EV_SM_FAILED,
+	EV_SM_R,
+	EV_SM_A,
+	EV_IQ,			/* stanzas */
+	EV_STANZA,		/* message, presence */
+	EV_OTHER,		/* any other element that is not stream-level */
+	EV_UNKNOWN,		/* stream-level, but none of the above */
+	EV_STREAM_ERROR,	/* <stream:error> */
+	EV_CLOSE,		/* the server's </stream:stream> */
+	EV_COUNT
+};
+
+static const char *const event_names[EV_COUNT] = {
+	"<stream:features>", "<proceed/>", "a STARTTLS <failure/>",
+	"<challenge/>", "<success/>", "a SASL <failure/>", "<enabled/>",
+	"<resumed/>", "a stream management <failed/>", "<r/>", "<a/>",
+	"<iq/>", "a stanza", "an element", "a stream-level element",
+	"<stream:error>", "</stream:stream>",
+};
+
+struct session;
+typedef void (*handler)(struct session *, const struct stream_elem *);
+
+static void	on_features_tls(struct session *, const struct stream_elem *);
+static void	on_proceed(struct session *, const struct stream_elem *);
+static void	on_tls_failure(struct session *, const struct stream_elem *);
+static void	on_challenge(struct session *, const struct stream_elem *);
+static void	on_success(struct session *, const struct stream_elem *);
+static void	on_sasl_failure(struct session *, const struct stream_elem *);
+static void	on_features_bind(struct session *, const struct stream_elem *);
+static void	on_resumed(struct session *, const struct stream_elem *);
+static void	on_resume_failed(struct session *, const struct stream_elem *);
+static void	on_bind_result(struct session *, const struct stream_elem *);
+static void	on_session_result(struct session *, const struct stream_elem *);
+static void	on_iq(struct session *, const struct stream_elem *);
+static void	on_relay(struct session *, const struct stream_elem *);
+static void	on_enabled(struct session *, const struct stream_elem *);
+static void	on_enable_failed(struct session *, const struct stream_elem *);
+static void	on_r(struct session *, const struct stream_elem *);
+static void	on_r_closed(struct session *, const struct stream_elem *);
+static void	on_a(struct session *, const struct stream_elem *);
+static void	on_stream_error(struct session *, const struct stream_elem *);
+static void	on_closed_by_server(struct session *,
+		    const struct stream_elem *);
+static void	on_closed_reload(struct session *, const struct stream_elem *);
+static void	on_closed_stop(struct session *, const struct stream_elem *);
+
+/* What the server may do in each state (SPEC 3); the rest is an error. */
+#define ANY_STREAM \
+	[EV_STREAM_ERROR] = on_stream_error, \
+	[EV_CLOSE] = on_closed_by_server
+#define UP_SM \
+	[EV_ENABLED] = on_enabled, [EV_SM_FAILED] = on_enable_failed, \
+	[EV_SM_A] = on_a
+#define UP_STANZAS \
+	[EV_IQ] = on_iq, [EV_STANZA] = on_relay, [EV_OTHER] = on_relay
+
+static const struct {
+	const char	*seed;		/* name in the log and STATUS */
+	const char	*detail;	/* what tells it from the others */
+	handler		 on[EV_COUNT];
+} machine[ST_COUNT] = {
+	[ST_DISCONNECTED] = { "Disconnected", NULL, { 0 } },
+	[ST_RETRYING] = { "Retrying", NULL, { 0 } },
+	[ST_CONNECTING] = { "Connecting", NULL, { 0 } },
+	[ST_CONNECTED] = { "Connected", NULL, { 0 } },
+	[ST_STREAM_INIT] = { "Stream Init", NULL, {
+		[EV_FEATURES] = on_features_tls, ANY_STREAM } },
+	[ST_STARTTLS] = { "Stream Init", "STARTTLS", {
+		[EV_PROCEED] = on_proceed, [EV_TLS_FAILURE] = on_tls_failure,
+		ANY_STREAM } },
+	[ST_TLS] = { "Stream Init", "TLS handshake", { 0 } },
+	[ST_AUTHENTICATE] = { "Authenticate", NULL, {
+		[EV_CHALLENGE] = on_challenge, [EV_SUCCESS] = on_success,
+		[EV_SASL_FAILURE] = on_sasl_failure, ANY_STREAM } },
+	[ST_BIND] = { "Bind", NULL, {
+		[EV_FEATURES] = on_features_bind, ANY_STREAM } },
+	[ST_RESUMING] = { "Binding", "resuming", {
+		[EV_RESUMED] = on_resumed, [EV_SM_FAILED] = on_resume_failed,
+		ANY_STREAM } },
+	[ST_BINDING] = { "Binding", NULL, {
+		[EV_IQ] = on_bind_result, ANY_STREAM } },
+	/* Bound already: stanzas for the resource may come. */
+	[ST_SESSION] = { "Binding", "session", {
+		[EV_IQ] = on_session_result, [EV_STANZA] = on_relay,
+		[EV_OTHER] = on_relay, ANY_STREAM } },
+	[ST_BINDED] = { "Binded", NULL, {
+		UP_STANZAS, UP_SM, [EV_SM_R] = on_r, ANY_STREAM } },
+	/* Our stream is closed: nothing more may be written, <r/> included. */
+	[ST_CLOSING] = { "Binded", "closing for a new configuration", {
+		UP_STANZAS, UP_SM, [EV_SM_R] = on_r_closed,
+		[EV_STREAM_ERROR] = on_stream_error,
+		[EV_CLOSE] = on_closed_reload } },
+	[ST_STOPPING] = { "Binded", "shutting down", {
+		UP_STANZAS, UP_SM, [EV_SM_R] = on_r_closed,
+		[EV_STREAM_ERROR] = on_stream_error,
+		[EV_CLOSE] = on_closed_stop } },
+};
+
+/* How a connection ended, for the wait before the next one. */
+enum ending {
+	END_FAILURE,		/* backoff */
+	END_AUTH,		/* wrong credentials: the longest wait */
+	END_CONFLICT,		/* another client took the resource */
+	END_REDIRECT,		/* see-other-host: at once, counted */
 };
 
 struct session {
@@ -70,11 +236,11 @@ struct session {
 	uv_timer_t		 retry;
 	uv_timer_t		 stop_timer;
 	uv_timer_t		 ping_timer;
-	uint64_t		 last_rx;	/* loop time of the last read */
-	uint64_t		 ping_sent;	/* 0: no ping outstanding */
+	uint64_t		 last_rx;	/* loop time of the last element */
 	uint64_t		 delay_ms;	/* next wait in Retrying */
 	unsigned		 seed;		/* jitter only, not secrets */
 	char			*redirect;	/* see-other-host, for one try */
+	int			 redirects;	/* followed in this attempt */
 	struct srv_query	*srvq;		/* SRV lookup under way */
 	struct srv_target	*targets;	/* from SRV, tried in order */
 	size_t			 ntargets;
@@ -91,24 +257,22 @@ struct session {
 	char			*jid;		/* bound full JID */
 	char			*bind_id;
 	char			*session_id;
-	char			*ping_id;
+	char			*ping_id;	/* a ping awaits its pong */
 	unsigned long		 next_id;
 	struct squeue		 queue;		/* from clients, not yet sent */
-	struct sm		 sm;
-	int			 stopping;
-	int			 closing;	/* our </stream:stream> is out */
+	struct sm		*sm;
 	int			 congested;	/* clients are paused */
-	int			 stopped;
-	int			 open_timers;	/* not closed yet, of 4 */
+	int			 open_timers;	/* not closed yet */
 	struct buf		 scratch;
 };
 
 static void connect_now(struct session *);
+static void queue_flush(struct session *);
 
 const char *
 session_state(const struct session *s)
 {
-	return state_names[s->state];
+	return machine[s->state].seed;
 }
 
 /*
@@ -118,13 +282,27 @@ session_state(const struct session *s)
 static void
 set_state(struct session *s, enum state next, const char *detail)
 {
+	const char *from = machine[s->state].seed, *to = machine[next].seed;
+
 	if (s->state == next)
 		return;
-	log_debug("state: %s -> %s%s%s", state_names[s->state],
-	    state_names[next], detail ? ": " : "", detail ? detail : "");
+	if (detail == NULL)
+		detail = machine[next].detail;
+	log_debug("state: %s -> %s%s%s", from, to, detail ? ": " : "",
+	    detail ? detail : "");
 	s->state = next;
 	if (s->cb->state != NULL)
-		s->cb->state(s->arg, state_names[next], detail);
+		s->cb->state(s->arg, to, detail);
+}
+
+/* A timer: its only failure is a closing handle, which is a bug here. */
+static void
+arm(uv_timer_t *t, uv_timer_cb cb, uint64_t ms)
+{
+	int rc = uv_timer_start(t, cb, ms, 0);
+
+	if (rc != 0)
+		log_error("timer: %s", uv_strerror(rc));
 }
 
 static void
@@ -149,11 +327,8 @@ send_buf(struct session *s, struct buf *b)
 static void
 request_ack(struct session *s)
 {
-	if (!s->sm.active || s->sm.requested ||
-	    squeue_count(&s->sm.unacked) == 0)
-		return;
-	s->sm.requested = 1;
-	send_raw(s, SM_R, sizeof(SM_R) - 1);
+	if (sm_want_ack(s->sm))
+		send_raw(s, SM_R, sizeof(SM_R) - 1);
 }
 
 /* A stanza: with stream management, kept until the server has it. */
@@ -161,7 +336,7 @@ static void
 send_stanza(struct session *s, const char *data, size_t len, int flags)
 {
 	send_raw(s, data, len);
-	sm_sent(&s->sm, data, len, flags);
+	sm_sent(s->sm, data, len, flags);
 	request_ack(s);
 }
 
@@ -231,16 +406,14 @@ clear_connection(struct session *s)
 	free(s->session_id);
 	free(s->ping_id);
 	s->bind_id = s->session_id = s->ping_id = NULL;
-	s->ping_sent = 0;
 	s->session_required = 0;
 	s->sm_offered = s->can_bind = 0;
 	s->server_max = 0;
-	s->closing = 0;
 	set_congested(s, 0);
-	sm_lost(&s->sm);
+	sm_lost(s->sm);
 	/* Without a session to resume, client stanzas go out again anew. */
-	if (!sm_resumable(&s->sm))
-		sm_forget(&s->sm, &s->queue);
+	if (sm_resume_id(s->sm) == NULL)
+		sm_forget(s->sm, &s->queue);
 }
 
 static void
@@ -265,9 +438,9 @@ targets_left(const struct session *s)
 static void
 finish_stop(struct session *s)
 {
-	if (s->stopped)
-		return;
-	s->stopped = 1;
+	if (squeue_count(&s->queue) > 0)
+		log_warn("shutdown: %zu queued stanzas not sent: the session "
+		    "is down", squeue_count(&s->queue));
 	clear_connection(s);
 	uv_timer_stop(&s->retry);
 	uv_timer_stop(&s->stop_timer);
@@ -276,55 +449,100 @@ finish_stop(struct session *s)
 	s->cb->stopped(s->arg);
 }
 
+/*
+ * The old stream of a changed configuration is over: connect anew.  After
+ * a close by both sides the server has all we sent (RFC 6120 4.4), else
+ * the unacknowledged client stanzas go again on the new session.
+ */
+static void
+reopen(struct session *s, int clean)
+{
+	uv_timer_stop(&s->stop_timer);
+	log_info("reconnecting with the new configuration");
+	status_disconnected(s, "configuration changed", 1);
+	if (clean)
+		sm_closed(s->sm);
+	else
+		sm_forget(s->sm, &s->queue);
+	clear_connection(s);
+	s->delay_ms = (uint64_t)s->conf->reconnect_delay * 1000;
+	s->redirects = 0;
+	connect_now(s);
+}
+
 static void
 on_retry(uv_timer_t *t)
 {
 	connect_now(t->data);
 }
 
-/* The wait before the next attempt: doubling, with +-20% jitter. */
+/* The wait before the next attempt: doubling, +-20% jitter, capped. */
 static uint64_t
 next_delay(struct session *s, int at_max)
 {
 	uint64_t max = (uint64_t)s->conf->reconnect_max_delay * 1000;
 	uint64_t base = at_max ? max : s->delay_ms;
 	double jitter = 0.8 + 0.4 * ((double)rand_r(&s->seed) / RAND_MAX);
+	uint64_t wait = (uint64_t)((double)base * jitter);
 
 	s->delay_ms = base * 2 > max ? max : base * 2;
-	return (uint64_t)((double)base * jitter);
+	return wait > max ? max : wait;
 }
 
-/* Any failure: drop the connection, tell the subscribers, try again later. */
+/* The connection is over: tell the subscribers, try again later. */
 static void
-fail_after(struct session *s, const char *reason, int wait_max)
+end_connection(struct session *s, enum ending how, const char *reason)
 {
-	int was_up = s->state == ST_BINDED;
+	int was_up = s->state >= ST_BINDED;
+	enum state st = s->state;
 	uint64_t wait;
 	char detail[600];
 
+	if (st <= ST_RETRYING)
+		return;		/* nothing is connected */
 	log_warn("connection %s in %s: %s", was_up ? "lost" : "failed",
-	    state_names[s->state], reason);
-	clear_connection(s);
-	if (s->stopping) {
+	    machine[st].seed, reason);
+	if (st == ST_STOPPING) {
 		finish_stop(s);
 		return;
 	}
+	if (st == ST_CLOSING) {
+		reopen(s, 0);
+		return;
+	}
+	clear_connection(s);
+	if (how != END_REDIRECT)
+		s->redirects = 0;
 	/* A target that cannot be reached: the next one, at once. */
-	if (s->state <= ST_STREAM_INIT && targets_left(s)) {
+	if (how == END_FAILURE && st <= ST_TLS && targets_left(s)) {
 		connect_now(s);
 		return;
 	}
 	forget_targets(s);
 	status_disconnected(s, reason, was_up);
-	wait = s->redirect != NULL ? 0 : next_delay(s, wait_max);
+	/* A session that was up retries soon; one taken over backs off. */
+	if (was_up && how != END_CONFLICT)
+		s->delay_ms = (uint64_t)s->conf->reconnect_delay * 1000;
+	if (how == END_REDIRECT) {
+		(void)next_delay(s, 0);		/* an attempt all the same */
+		wait = 0;
+	} else
+		wait = next_delay(s, how == END_AUTH);
+	if (how == END_CONFLICT)
+		log_warn("conflict: another client uses %s with the same "
+		    "resource (a second clawsd with this configuration?); "
+		    "waiting %.1f s", s->jid ? s->jid : s->conf->user,
+		    (double)wait / 1000);
 	snprintf(detail, sizeof(detail), "in %.1f s: %s", (double)wait / 1000,
 	    reason);
 	set_state(s, ST_RETRYING, detail);
 	log_info("retrying in %.1f s", (double)wait / 1000);
-	uv_timer_start(&s->retry, on_retry, wait, 0);
+	arm(&s->retry, on_retry, wait);
 }
 
 static void	fail(struct session *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static void	protocol_error(struct session *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 
 /* The connection is over; the reason in printf style. */
@@ -337,7 +555,22 @@ fail(struct session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	fail_after(s, reason, 0);
+	end_connection(s, END_FAILURE, reason);
+}
+
+/* The server broke the protocol: the same, named as such. */
+static void
+protocol_error(struct session *s, const char *fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+	int n;
+
+	n = snprintf(reason, sizeof(reason), "protocol error: ");
+	va_start(ap, fmt);
+	vsnprintf(reason + n, sizeof(reason) - (size_t)n, fmt, ap);
+	va_end(ap);
+	end_connection(s, END_FAILURE, reason);
 }
 
 static void
@@ -346,7 +579,7 @@ on_handshake_timeout(uv_timer_t *t)
 	struct session *s = t->data;
 
 	fail(s, "handshake timeout (%u s) in %s", s->conf->connect_timeout,
-	    state_names[s->state]);
+	    machine[s->state].seed);
 }
 
 /* "host", "host:port" or "[v6]:port" of a see-other-host error. */
@@ -438,8 +671,8 @@ connect_now(struct session *s)
 
 	set_state(s, ST_CONNECTING, NULL);
 	stream_reset(s->stream);
-	uv_timer_start(&s->handshake, on_handshake_timeout,
-	    (uint64_t)c->connect_timeout * 1000, 0);
+	arm(&s->handshake, on_handshake_timeout,
+	    (uint64_t)c->connect_timeout * 1000);
 	if (s->redirect != NULL) {
 		redirect_target(s->redirect, target, sizeof(target), &port);
 		free(s->redirect);
@@ -492,6 +725,10 @@ on_link_connected(void *arg)
 {
 	struct session *s = arg;
 
+	if (s->state != ST_CONNECTING) {
+		fail(s, "the link came up in %s", machine[s->state].seed);
+		return;
+	}
 	set_state(s, ST_CONNECTED, NULL);
 	send_header(s);
 	set_state(s, ST_STREAM_INIT, NULL);
@@ -502,8 +739,13 @@ on_link_secured(void *arg)
 {
 	struct session *s = arg;
 
+	if (s->state != ST_TLS) {
+		fail(s, "TLS came up in %s", machine[s->state].seed);
+		return;
+	}
 	log_debug("STARTTLS done");
 	send_header(s);
+	set_state(s, ST_STREAM_INIT, "encrypted");
 }
 
 static void
@@ -512,12 +754,9 @@ on_link_data(void *arg, const char *data, size_t len)
 	struct session *s = arg;
 	const char *err;
 
-	s->last_rx = uv_now(s->loop);
 	if (stream_feed(s->stream, data, len, &err) != 0)
 		fail(s, "%s", err);
 }
-
-static void queue_flush(struct session *);
 
 static void
 on_link_written(void *arg)
@@ -541,27 +780,32 @@ static const struct link_cb link_cb = {
 
 /* The offline queue */
 
-/* Room to send: the link keeps up and the unacked queue has space. */
+static size_t
+sm_window(const struct session *s)
+{
+	return s->conf->queue_max > SM_WINDOW_MIN ? s->conf->queue_max :
+	    SM_WINDOW_MIN;
+}
+
+/* Room to send: up, the link keeps up and the unacked queue has space. */
 static int
 can_send(const struct session *s)
 {
-	if (s->state != ST_BINDED || s->closing)
+	if (s->state != ST_BINDED)
 		return 0;
-	if (s->stopping)
-		return 1;
-	if (s->sm.active && squeue_count(&s->sm.unacked) >= s->conf->queue_max)
+	if (sm_counting(s->sm) && sm_unacked(s->sm) >= sm_window(s))
 		return 0;
 	return link_pending(s->link) < LINK_HIGH_WATER;
 }
 
-/* Send queued stanzas while there is room; the rest waits for drain/acks. */
+/* Send queued stanzas while there is room (all of them on shutdown). */
 static void
-queue_flush(struct session *s)
+queue_send(struct session *s, int all)
 {
 	const char *p;
 	size_t n = 0, len;
 
-	while (can_send(s) &&
+	while ((all || can_send(s)) &&
 	    (p = squeue_at(&s->queue, 0, &len, NULL)) != NULL) {
 		/* Queued before the limit was known: sending it would only
 		 * get the stream closed, again and again. */
@@ -576,12 +820,18 @@ queue_flush(struct session *s)
 	}
 	if (n > 0)
 		log_debug("sent %zu queued stanzas", n);
+}
+
+static void
+queue_flush(struct session *s)
+{
+	queue_send(s, 0);
 	if (squeue_count(&s->queue) == 0)
 		set_congested(s, 0);
 	if (s->state == ST_BINDED && squeue_count(&s->queue) > 0 &&
-	    s->sm.active && squeue_count(&s->sm.unacked) >= s->conf->queue_max)
+	    sm_counting(s->sm) && sm_unacked(s->sm) >= sm_window(s))
 		log_debug("stream management: %zu stanzas unacknowledged, "
-		    "waiting for the server", squeue_count(&s->sm.unacked));
+		    "waiting for the server", sm_unacked(s->sm));
 }
 
 int
@@ -598,7 +848,7 @@ session_submit(struct session *s, const char *data, size_t len)
 	 * paused, and what their last reads held waits here, past
 	 * queue_max if need be (it is bounded by one read per client).
 	 */
-	if (s->state == ST_BINDED && !s->closing && !s->stopping) {
+	if (s->state == ST_BINDED) {
 		squeue_push(&s->queue, data, len, SM_CLIENT);
 		set_congested(s, 1);
 		return 0;
@@ -750,8 +1000,9 @@ out:
 }
 
 static void
-sasl_challenge(struct session *s, struct xnode *e)
+on_challenge(struct session *s, const struct stream_elem *el)
 {
+	struct xnode *e = el->tree;
 	struct buf in, out;
 	const char *err = "malformed challenge";
 	int rc = -1;
@@ -771,8 +1022,9 @@ sasl_challenge(struct session *s, struct xnode *e)
 }
 
 static void
-sasl_success(struct session *s, struct xnode *e)
+on_success(struct session *s, const struct stream_elem *el)
 {
+	struct xnode *e = el->tree;
 	struct buf in;
 	const char *err = "malformed success data";
 	int rc = -1;
@@ -794,8 +1046,8 @@ sasl_success(struct session *s, struct xnode *e)
 		s->scram_pinned = 1;
 	sasl_clear(&s->sasl);
 	stream_reset(s->stream);
-	set_state(s, ST_BIND, NULL);
 	send_header(s);
+	set_state(s, ST_BIND, NULL);
 }
 
 /* "condition" or "condition: text" of an error element's children. */
@@ -819,8 +1071,9 @@ describe_error(const struct xnode *e, const char *ns, const char *prefix,
 }
 
 static void
-sasl_failure(struct session *s, struct xnode *e)
+on_sasl_failure(struct session *s, const struct stream_elem *el)
 {
+	const struct xnode *e = el->tree;
 	char reason[256];
 
 	describe_error(e, NS_SASL, "SASL failure: ", reason, sizeof(reason));
@@ -829,11 +1082,9 @@ sasl_failure(struct session *s, struct xnode *e)
 		s->scram_pinned = 1;
 	sasl_cache_clear(&s->sasl_cache);
 	/* A wrong password stays wrong: do not hammer the server. */
-	fail_after(s, reason, 1);
+	end_connection(s, END_AUTH, reason);
 }
 
-static void resume(struct session *);
-static void send_bind(struct session *);
 
 /* XEP-0478: the largest stanza the server takes on this stream. */
 static void
@@ -854,54 +1105,66 @@ stream_limits(struct session *s, const struct xnode *f)
 	    s->server_max);
 }
 
-static void
-stream_features(struct session *s, struct xnode *f)
-{
-	stream_limits(s, f);
-	if (s->state == ST_STREAM_INIT) {
-		if (link_encrypted(s->link) ||
-		    s->conf->tls == CONF_TLS_NONE) {
-			start_auth(s, f);
-			return;
-		}
-		if (xnode_child(f, "starttls", NS_TLS) == NULL) {
-			fail(s, "TLS: the server does not offer STARTTLS");
-			return;
-		}
-		send_raw(s, "<starttls xmlns='" NS_TLS "'/>",
-		    sizeof("<starttls xmlns='" NS_TLS "'/>") - 1);
-		return;
-	}
-	if (s->state != ST_BIND) {
-		fail(s, "unexpected stream features");
-		return;
-	}
-	{
-		const struct xnode *sess = xnode_child(f, "session", NS_SESSION);
+#define STARTTLS	"<starttls xmlns='" NS_TLS "'/>"
 
-		/* RFC 3921 sessions, only where the server still needs them. */
-		s->session_required = sess != NULL &&
-		    xnode_child(sess, "optional", NS_SESSION) == NULL;
-	}
-	s->can_bind = xnode_child(f, "bind", NS_BIND) != NULL;
-	s->sm_offered = s->conf->stream_management &&
-	    xnode_child(f, "sm", NS_SM) != NULL;
-	if (s->sm_offered && sm_resumable(&s->sm)) {
-		resume(s);
+/* The first features: STARTTLS unless the stream is secure, then SASL. */
+static void
+on_features_tls(struct session *s, const struct stream_elem *e)
+{
+	stream_limits(s, e->tree);
+	if (link_encrypted(s->link) || s->conf->tls == CONF_TLS_NONE) {
+		start_auth(s, e->tree);
 		return;
 	}
-	send_bind(s);
+	if (xnode_child(e->tree, "starttls", NS_TLS) == NULL) {
+		fail(s, "TLS: the server does not offer STARTTLS");
+		return;
+	}
+	send_raw(s, STARTTLS, sizeof(STARTTLS) - 1);
+	set_state(s, ST_STARTTLS, NULL);
+}
+
+static void
+on_proceed(struct session *s, const struct stream_elem *e)
+{
+	/* Whatever followed <proceed/> in plaintext is dropped. */
+	stream_reset(s->stream);
+	set_state(s, ST_TLS, NULL);
+	link_starttls(s->link);
+}
+
+static void
+on_tls_failure(struct session *s, const struct stream_elem *e)
+{
+	fail(s, "TLS: the server refused STARTTLS");
+}
+
+/* An h attribute: a decimal number below 2^32 (XEP-0198 4). */
+static int
+parse_h(const char *text, uint32_t *h)
+{
+	unsigned long long v;
+	char *end;
+
+	if (text == NULL || text[0] < '0' || text[0] > '9' ||
+	    strlen(text) > 10)
+		return -1;
+	v = strtoull(text, &end, 10);
+	if (*end != '\0' || v > UINT32_MAX)
+		return -1;
+	*h = (uint32_t)v;
+	return 0;
 }
 
 static void
 send_bind(struct session *s)
 {
 	if (!s->can_bind) {
-		fail(s, "the server offers no resource binding");
+		protocol_error(s, "the server offers no resource binding");
 		return;
 	}
 	/* A new session: what the old one did not confirm goes out again. */
-	sm_forget(&s->sm, &s->queue);
+	sm_forget(s->sm, &s->queue);
 	free(s->bind_id);
 	s->bind_id = new_id(s, "bind");
 	s->scratch.len = 0;
@@ -914,15 +1177,38 @@ send_bind(struct session *s)
 }
 
 static void
-resume(struct session *s)
+send_resume(struct session *s)
 {
+	const char *id = sm_resume_id(s->sm);
+
 	s->scratch.len = 0;
 	buf_printf(&s->scratch, "<resume xmlns='" NS_SM "' h='%lu' previd=\"",
-	    (unsigned long)s->sm.h_in);
-	xmlw_attr(&s->scratch, s->sm.id, strlen(s->sm.id));
+	    (unsigned long)sm_handled(s->sm));
+	xmlw_attr(&s->scratch, id, strlen(id));
 	buf_puts(&s->scratch, "\"/>");
 	send_buf(s, &s->scratch);
-	set_state(s, ST_BINDING, "resuming");
+	set_state(s, ST_RESUMING, NULL);
+}
+
+/* The features of the restarted stream: resume, or bind a new session. */
+static void
+on_features_bind(struct session *s, const struct stream_elem *e)
+{
+	const struct xnode *f = e->tree;
+	const struct xnode *sess = xnode_child(f, "session", NS_SESSION);
+
+	stream_limits(s, f);
+	/* RFC 3921 sessions, only where the server still needs them. */
+	s->session_required = sess != NULL &&
+	    xnode_child(sess, "optional", NS_SESSION) == NULL;
+	s->can_bind = xnode_child(f, "bind", NS_BIND) != NULL;
+	s->sm_offered = s->conf->stream_management &&
+	    xnode_child(f, "sm", NS_SM) != NULL;
+	if (s->sm_offered && sm_resume_id(s->sm) != NULL && s->jid != NULL) {
+		send_resume(s);
+		return;
+	}
+	send_bind(s);
 }
 
 static void on_ping_timer(uv_timer_t *);
@@ -932,7 +1218,7 @@ static void
 arm_keepalive(struct session *s, uint64_t ms)
 {
 	if (s->conf->ping_interval > 0)
-		uv_timer_start(&s->ping_timer, on_ping_timer, ms, 0);
+		arm(&s->ping_timer, on_ping_timer, ms);
 }
 
 static void
@@ -945,14 +1231,14 @@ send_ping(struct session *s)
 	xmlw_attr_pair(&s->scratch, "to", s->conf->domain);
 	buf_puts(&s->scratch, "><ping xmlns='" NS_PING "'/></iq>");
 	send_stanza_buf(s, &s->scratch);
-	s->ping_sent = uv_now(s->loop);
 	log_debug("ping: %u s of silence from the server",
 	    s->conf->ping_interval);
 }
 
 /*
- * Anything read since the ping proves the server alive; the timer is not
- * re-armed on every read, it looks at the time of the last one instead.
+ * Silence is time without a whole element from the server (a stanza
+ * trickled byte by byte is silence too).  Only the pong answers a ping
+ * (SPEC 2): an outstanding one at the timeout is a dead connection.
  */
 static void
 on_ping_timer(uv_timer_t *t)
@@ -960,18 +1246,20 @@ on_ping_timer(uv_timer_t *t)
 	struct session *s = t->data;
 	uint64_t now = uv_now(s->loop);
 	uint64_t interval = (uint64_t)s->conf->ping_interval * 1000;
-	if (s->ping_sent != 0 && s->last_rx < s->ping_sent) {
+
+	if (s->state != ST_BINDED)
+		return;
+	if (s->ping_id != NULL) {
 		fail(s, "ping timeout (%u s)", s->conf->ping_timeout);
 		return;
 	}
-	s->ping_sent = 0;
 	if (now - s->last_rx < interval) {
 		arm_keepalive(s, interval - (now - s->last_rx));
 		return;
 	}
 	send_ping(s);
-	uv_timer_start(&s->ping_timer, on_ping_timer,
-	    (uint64_t)s->conf->ping_timeout * 1000, 0);
+	arm(&s->ping_timer, on_ping_timer,
+	    (uint64_t)s->conf->ping_timeout * 1000);
 }
 
 static void
@@ -980,7 +1268,6 @@ up(struct session *s, int resumed)
 	char detail[300];
 
 	uv_timer_stop(&s->handshake);
-	s->delay_ms = (uint64_t)s->conf->reconnect_delay * 1000;
 	s->last_rx = uv_now(s->loop);
 	arm_keepalive(s, (uint64_t)s->conf->ping_interval * 1000);
 	snprintf(detail, sizeof(detail), "as %s", s->jid);
@@ -991,13 +1278,14 @@ up(struct session *s, int resumed)
 	queue_flush(s);
 }
 
+#define SM_ENABLE	"<enable xmlns='" NS_SM "' resume='true'/>"
+
 static void
 established(struct session *s)
 {
 	if (s->sm_offered) {
-		send_raw(s, "<enable xmlns='" NS_SM "' resume='true'/>",
-		    sizeof("<enable xmlns='" NS_SM "' resume='true'/>") - 1);
-		sm_start(&s->sm);
+		send_raw(s, SM_ENABLE, sizeof(SM_ENABLE) - 1);
+		sm_enable(s->sm);
 	}
 	if (s->conf->presence) {
 		s->scratch.len = 0;
@@ -1014,18 +1302,26 @@ established(struct session *s)
 
 /* <resumed/>: the server has h of ours; the rest goes again, in order. */
 static void
-resumed(struct session *s, struct xnode *e)
+on_resumed(struct session *s, const struct stream_elem *e)
 {
-	const char *h = xnode_attr(e, "h");
-	const char *p;
+	const char *h = xnode_attr(e->tree, "h"), *why, *p;
+	uint32_t n;
 	size_t i, len;
 
-	if (h == NULL || sm_ack(&s->sm, (uint32_t)strtoul(h, NULL, 10)) != 0)
-		log_warn("stream management: the server acknowledged more "
-		    "than was sent");
-	sm_resumed(&s->sm);
-	for (i = 0; (p = squeue_at(&s->sm.unacked, i, &len, NULL)) != NULL;
-	    i++)
+	if (parse_h(h, &n) != 0) {
+		protocol_error(s, "stream management: <resumed/> without a "
+		    "valid h");
+		return;
+	}
+	if (sm_resumed(s->sm, n, &why) != 0) {
+		/* Its counts are not to be trusted: a new session, and
+		 * every unacknowledged stanza goes again. */
+		sm_forget(s->sm, &s->queue);
+		protocol_error(s, "stream management: <resumed h='%lu'/>: %s",
+		    (unsigned long)n, why);
+		return;
+	}
+	for (i = 0; (p = sm_unacked_at(s->sm, i, &len)) != NULL; i++)
 		send_raw(s, p, len);
 	if (i > 0)
 		log_info("stream management: resent %zu unacknowledged "
@@ -1034,72 +1330,144 @@ resumed(struct session *s, struct xnode *e)
 	up(s, 1);
 }
 
-/* <failed/>: to <resume/>, bind a new session; to <enable/>, go without. */
+/* <failed/> to <resume/>: the reason in the log, and a new session. */
 static void
-sm_failed(struct session *s, struct xnode *e)
+on_resume_failed(struct session *s, const struct stream_elem *e)
 {
-	const char *h = xnode_attr(e, "h");
+	const char *h = xnode_attr(e->tree, "h"), *why;
+	char reason[256];
+	uint32_t n;
 
-	if (s->state == ST_BINDING && s->bind_id == NULL &&
-	    s->session_id == NULL) {
-		log_info("stream management: the server cannot resume the "
-		    "session, binding a new one");
-		if (h != NULL)
-			sm_ack(&s->sm, (uint32_t)strtoul(h, NULL, 10));
-		send_bind(s);
+	describe_error(e->tree, NS_STANZAS, "", reason, sizeof(reason));
+	log_info("stream management: the server cannot resume the session "
+	    "(%s%s%s), binding a new one", reason, h ? ", h=" : "",
+	    h ? h : "");
+	/* What it says it has of ours is not sent again. */
+	if (h != NULL && (parse_h(h, &n) != 0 ||
+	    sm_acked(s->sm, n, &why) != 0))
+		log_warn("stream management: ignored the h of <failed/>: %s",
+		    parse_h(h, &n) != 0 ? "not a number" : why);
+	send_bind(s);
+}
+
+static void
+on_enabled(struct session *s, const struct stream_elem *e)
+{
+	const char *resume = xnode_attr(e->tree, "resume");
+	const char *id = NULL;
+
+	if (resume != NULL && (strcmp(resume, "true") == 0 ||
+	    strcmp(resume, "1") == 0))
+		id = xnode_attr(e->tree, "id");
+	if (sm_enabled(s->sm, id) != 0) {
+		protocol_error(s, "stream management: <enabled/> without "
+		    "<enable/>");
+		return;
+	}
+	log_info("stream management enabled%s", id ? " (resumable)" : "");
+}
+
+static void
+on_enable_failed(struct session *s, const struct stream_elem *e)
+{
+	if (sm_enable_failed(s->sm) != 0) {
+		protocol_error(s, "stream management: <failed/> without "
+		    "<enable/>");
 		return;
 	}
 	log_warn("stream management: the server refused to enable it");
-	sm_lost(&s->sm);
-	squeue_drop(&s->sm.unacked, squeue_count(&s->sm.unacked));
-}
-
-/* XEP-0198 elements: <enabled/>, <resumed/>, <failed/>, <r/>, <a/>. */
-static void
-sm_element(struct session *s, struct xnode *e)
-{
-	const char *h;
-
-	if (strcmp(e->name, "r") == 0) {
-		/* Only a stream that enabled it answers: XEP-0198 4. */
-		if (!s->sm.active) {
-			log_info("ignored an ack request: stream management "
-			    "is not enabled");
-			return;
-		}
-		s->scratch.len = 0;
-		buf_printf(&s->scratch, "<a xmlns='" NS_SM "' h='%lu'/>",
-		    (unsigned long)s->sm.h_in);
-		send_buf(s, &s->scratch);
-	} else if (strcmp(e->name, "a") == 0) {
-		h = xnode_attr(e, "h");
-		if (h == NULL || sm_ack(&s->sm, (uint32_t)strtoul(h, NULL, 10))
-		    != 0)
-			log_warn("stream management: bad ack from the server");
-		s->sm.requested = 0;
-		request_ack(s);
-		queue_flush(s);
-	} else if (strcmp(e->name, "enabled") == 0) {
-		h = xnode_attr(e, "resume");
-		sm_enabled(&s->sm, h != NULL && (strcmp(h, "true") == 0 ||
-		    strcmp(h, "1") == 0) ? xnode_attr(e, "id") : NULL);
-		log_info("stream management enabled%s",
-		    sm_resumable(&s->sm) ? " (resumable)" : "");
-	} else if (strcmp(e->name, "resumed") == 0 &&
-	    s->state == ST_BINDING)
-		resumed(s, e);
-	else if (strcmp(e->name, "failed") == 0)
-		sm_failed(s, e);
 }
 
 static void
-bind_result(struct session *s, struct xnode *iq)
+on_r(struct session *s, const struct stream_elem *e)
 {
+	/* Only a stream that enabled it answers: XEP-0198 4. */
+	if (!sm_on(s->sm)) {
+		protocol_error(s, "stream management: <r/> while it is not "
+		    "enabled");
+		return;
+	}
+	s->scratch.len = 0;
+	buf_printf(&s->scratch, "<a xmlns='" NS_SM "' h='%lu'/>",
+	    (unsigned long)sm_handled(s->sm));
+	send_buf(s, &s->scratch);
+}
+
+static void
+on_r_closed(struct session *s, const struct stream_elem *e)
+{
+	log_debug("stream management: <r/> after our stream was closed: "
+	    "not answered");
+}
+
+static void
+on_a(struct session *s, const struct stream_elem *e)
+{
+	const char *h = xnode_attr(e->tree, "h"), *why;
+	size_t unacked;
+	uint32_t n;
+
+	if (!sm_on(s->sm)) {
+		protocol_error(s, "stream management: <a/> while it is not "
+		    "enabled");
+		return;
+	}
+	if (parse_h(h, &n) != 0) {
+		protocol_error(s, "stream management: <a/> without a valid h");
+		return;
+	}
+	if (sm_acked(s->sm, n, &why) != 0) {
+		unacked = sm_unacked(s->sm);
+		/* Its counts are not to be trusted: a new session, and
+		 * every unacknowledged stanza goes again. */
+		sm_forget(s->sm, &s->queue);
+		protocol_error(s, "stream management: <a h='%lu'/> with %zu "
+		    "unacknowledged: %s", (unsigned long)n, unacked, why);
+		return;
+	}
+	request_ack(s);
+	queue_flush(s);
+}
+
+/* RFC 6120 7.6.3: our own bare JID and a resource, nothing else. */
+static int
+our_jid(const struct session *s, const char *jid)
+{
+	size_t ul = strlen(s->conf->user), dl = strlen(s->conf->domain);
+	const unsigned char *r;
+
+	if (strlen(jid) > JID_MAX || strncasecmp(jid, s->conf->user, ul) != 0 ||
+	    jid[ul] != '@' ||
+	    strncasecmp(jid + ul + 1, s->conf->domain, dl) != 0 ||
+	    jid[ul + 1 + dl] != '/' || jid[ul + 2 + dl] == '\0')
+		return 0;
+	for (r = (const unsigned char *)jid + ul + 2 + dl; *r != '\0'; r++)
+		if (*r < 0x20 || *r == 0x7f)
+			return 0;
+	return 1;
+}
+
+static int
+is_id(const char *id, const char *ours)
+{
+	return id != NULL && ours != NULL && strcmp(id, ours) == 0;
+}
+
+static void
+on_bind_result(struct session *s, const struct stream_elem *e)
+{
+	struct xnode *iq = e->tree;
 	const char *type = xnode_attr(iq, "type");
 	const struct xnode *bind, *jid;
+	const char *text;
 	char reason[256];
 
-	if (type == NULL || strcmp(type, "result") != 0) {
+	if (!is_id(xnode_attr(iq, "id"), s->bind_id)) {
+		protocol_error(s, "an <iq/> that is not the bind result in "
+		    "Binding");
+		return;
+	}
+	if (type != NULL && strcmp(type, "error") == 0) {
 		describe_error(xnode_child(iq, "error", NS_CLIENT) ?
 		    xnode_child(iq, "error", NS_CLIENT) : iq, NS_STANZAS,
 		    "bind: ", reason, sizeof(reason));
@@ -1108,15 +1476,18 @@ bind_result(struct session *s, struct xnode *iq)
 	}
 	bind = xnode_child(iq, "bind", NS_BIND);
 	jid = bind ? xnode_child(bind, "jid", NS_BIND) : NULL;
-	free(s->jid);
-	if (jid != NULL && xnode_text((struct xnode *)jid)[0] != '\0')
-		s->jid = xstrdup(xnode_text((struct xnode *)jid));
-	else
-		s->jid = NULL;
-	if (s->jid == NULL) {
-		fail(s, "bind: no JID in the result");
+	text = jid ? xnode_text((struct xnode *)jid) : "";
+	if (type == NULL || strcmp(type, "result") != 0 || text[0] == '\0') {
+		protocol_error(s, "bind: no JID in the result");
 		return;
 	}
+	if (!our_jid(s, text)) {
+		protocol_error(s, "bind: the server bound a JID that is not "
+		    "%s@%s/resource", s->conf->user, s->conf->domain);
+		return;
+	}
+	free(s->jid);
+	s->jid = xstrdup(text);
 	free(s->bind_id);
 	s->bind_id = NULL;
 	if (!s->session_required) {
@@ -1128,13 +1499,18 @@ bind_result(struct session *s, struct xnode *iq)
 	buf_printf(&s->scratch, "<iq type='set' id='%s'><session xmlns='"
 	    NS_SESSION "'/></iq>", s->session_id);
 	send_buf(s, &s->scratch);
+	set_state(s, ST_SESSION, NULL);
 }
 
 static void
-session_result(struct session *s, struct xnode *iq)
+on_session_result(struct session *s, const struct stream_elem *e)
 {
-	const char *type = xnode_attr(iq, "type");
+	const char *type = xnode_attr(e->tree, "type");
 
+	if (!is_id(xnode_attr(e->tree, "id"), s->session_id)) {
+		on_iq(s, e);
+		return;
+	}
 	free(s->session_id);
 	s->session_id = NULL;
 	if (type == NULL || strcmp(type, "result") != 0) {
@@ -1150,10 +1526,10 @@ from_server(const struct session *s, const char *from)
 {
 	size_t ul = strlen(s->conf->user), dl = strlen(s->conf->domain);
 
-	if (from == NULL || strcmp(from, s->conf->domain) == 0)
+	if (from == NULL || strcasecmp(from, s->conf->domain) == 0)
 		return 1;
-	return strncmp(from, s->conf->user, ul) == 0 && from[ul] == '@' &&
-	    strncmp(from + ul + 1, s->conf->domain, dl) == 0 &&
+	return strncasecmp(from, s->conf->user, ul) == 0 && from[ul] == '@' &&
+	    strncasecmp(from + ul + 1, s->conf->domain, dl) == 0 &&
 	    from[ul + 1 + dl] == '\0';
 }
 
@@ -1168,6 +1544,8 @@ server_ping(struct session *s, struct xnode *iq)
 	if (type == NULL || strcmp(type, "get") != 0 || id == NULL ||
 	    xnode_child(iq, "ping", NS_PING) == NULL || !from_server(s, from))
 		return 0;
+	if (s->state != ST_BINDED)
+		return 1;	/* our stream is closed: no answer */
 	s->scratch.len = 0;
 	buf_puts(&s->scratch, "<iq type='result'");
 	xmlw_attr_pair(&s->scratch, "id", id);
@@ -1178,82 +1556,111 @@ server_ping(struct session *s, struct xnode *iq)
 	return 1;
 }
 
+/* The answer to our ping: a result or an error, with its id. */
 static int
-is_id(const char *id, const char *ours)
+pong(struct session *s, struct xnode *iq)
 {
-	return id != NULL && ours != NULL && strcmp(id, ours) == 0;
+	const char *type = xnode_attr(iq, "type");
+
+	if (!is_id(xnode_attr(iq, "id"), s->ping_id) || type == NULL ||
+	    (strcmp(type, "result") != 0 && strcmp(type, "error") != 0) ||
+	    !from_server(s, xnode_attr(iq, "from")))
+		return 0;
+	free(s->ping_id);
+	s->ping_id = NULL;
+	arm_keepalive(s, (uint64_t)s->conf->ping_interval * 1000);
+	return 1;
 }
 
 static void
-iq(struct session *s, const struct stream_elem *e)
+on_iq(struct session *s, const struct stream_elem *e)
 {
-	struct xnode *iq = e->tree;
-	const char *id = xnode_attr(iq, "id");
-
-	if (s->state == ST_BINDING && is_id(id, s->bind_id)) {
-		bind_result(s, iq);
+	if (pong(s, e->tree) || server_ping(s, e->tree))
 		return;
-	}
-	if (s->state == ST_BINDING && is_id(id, s->session_id)) {
-		session_result(s, iq);
-		return;
-	}
-	if (is_id(id, s->ping_id)) {
-		free(s->ping_id);
-		s->ping_id = NULL;
-		return;
-	}
-	if (server_ping(s, iq))
-		return;
-	if (s->state == ST_BINDED)
-		s->cb->line(s->arg, e->line, e->len);
+	s->cb->line(s->arg, e->line, e->len);
 }
 
 static void
-stream_error(struct session *s, struct xnode *e)
+on_relay(struct session *s, const struct stream_elem *e)
 {
-	char reason[256];
+	s->cb->line(s->arg, e->line, e->len);
+}
 
-	const struct xnode *other = xnode_child(e, "see-other-host",
+/*
+ * see-other-host (RFC 6120 4.9.3.19): followed a few times per attempt,
+ * only from a stream that is encrypted (the redirect could come from
+ * anyone on the path otherwise) or, with tls = none, to loopback.
+ */
+static int
+follow_redirect(struct session *s, const char *to, char *why, size_t size)
+{
+	char host[256];
+	int port = 0;
+
+	redirect_target(to, host, sizeof(host), &port);
+	if (s->redirects >= MAX_REDIRECTS) {
+		snprintf(why, size, "not followed: %d redirects already in "
+		    "this attempt", s->redirects);
+		return 0;
+	}
+	if (!link_encrypted(s->link) && (s->conf->tls != CONF_TLS_NONE ||
+	    !conf_is_loopback(host))) {
+		snprintf(why, size, "not followed: %s",
+		    s->conf->tls == CONF_TLS_NONE ? "not a loopback host "
+		    "(tls = none)" : "the stream is not encrypted yet");
+		return 0;
+	}
+	s->redirects++;
+	free(s->redirect);
+	s->redirect = xstrdup(to);
+	return 1;
+}
+
+static void
+on_stream_error(struct session *s, const struct stream_elem *e)
+{
+	const struct xnode *other = xnode_child(e->tree, "see-other-host",
 	    NS_STREAM_ERR);
+	char reason[256], why[128];
 
-	describe_error(e, NS_STREAM_ERR, "stream error: ", reason,
+	describe_error(e->tree, NS_STREAM_ERR, "stream error: ", reason,
 	    sizeof(reason));
 	if (other != NULL && xnode_text((struct xnode *)other)[0] != '\0') {
-		free(s->redirect);
-		s->redirect = xstrdup(xnode_text((struct xnode *)other));
-		log_info("the server redirects to %s", s->redirect);
+		if (follow_redirect(s, xnode_text((struct xnode *)other), why,
+		    sizeof(why))) {
+			log_info("the server redirects to %s (redirect %d of "
+			    "at most %d)", s->redirect, s->redirects,
+			    MAX_REDIRECTS);
+			end_connection(s, END_REDIRECT, reason);
+			return;
+		}
+		log_warn("see-other-host %s: %s",
+		    xnode_text((struct xnode *)other), why);
 	}
-	if (xnode_child(e, "conflict", NS_STREAM_ERR) != NULL)
-		log_warn("another client took over the resource of %s",
-		    s->jid ? s->jid : s->conf->user);
+	if (xnode_child(e->tree, "conflict", NS_STREAM_ERR) != NULL) {
+		end_connection(s, END_CONFLICT, reason);
+		return;
+	}
 	fail(s, "%s", reason);
 }
 
 static void
-negotiation(struct session *s, struct xnode *e)
+on_closed_by_server(struct session *s, const struct stream_elem *e)
 {
-	if (xnode_is(e, "features", NS_STREAMS))
-		stream_features(s, e);
-	else if (xnode_is(e, "proceed", NS_TLS) &&
-	    s->state == ST_STREAM_INIT) {
-		/* Whatever followed <proceed/> in plaintext is dropped. */
-		stream_reset(s->stream);
-		link_starttls(s->link);
-	} else if (xnode_is(e, "failure", NS_TLS))
-		fail(s, "TLS: the server refused STARTTLS");
-	else if (xnode_is(e, "challenge", NS_SASL) &&
-	    s->state == ST_AUTHENTICATE)
-		sasl_challenge(s, e);
-	else if (xnode_is(e, "success", NS_SASL) &&
-	    s->state == ST_AUTHENTICATE)
-		sasl_success(s, e);
-	else if (xnode_is(e, "failure", NS_SASL) &&
-	    s->state == ST_AUTHENTICATE)
-		sasl_failure(s, e);
-	else
-		fail(s, "unexpected <%s xmlns='%s'> in %s", e->name, e->ns,
-		    state_names[s->state]);
+	fail(s, "stream closed by the server");
+}
+
+static void
+on_closed_reload(struct session *s, const struct stream_elem *e)
+{
+	reopen(s, 1);
+}
+
+static void
+on_closed_stop(struct session *s, const struct stream_elem *e)
+{
+	log_info("stream closed");
+	finish_stop(s);
 }
 
 /* Stream events */
@@ -1266,19 +1673,59 @@ on_stream_open(void *arg, const struct xnode *header)
 	log_debug("stream opened by the server (id %s)", id ? id : "none");
 }
 
-/* Negotiation belongs to the stream, never to the subscribers. */
-static int
-stream_level(const struct xnode *e)
+static enum event
+classify(const struct stream_elem *e)
 {
-	static const char *const ns[] = {
+	static const struct {
+		const char	*ns;
+		const char	*name;
+		enum event	 ev;
+	} known[] = {
+		{ NS_STREAMS, "features", EV_FEATURES },
+		{ NS_STREAMS, "error", EV_STREAM_ERROR },
+		{ NS_TLS, "proceed", EV_PROCEED },
+		{ NS_TLS, "failure", EV_TLS_FAILURE },
+		{ NS_SASL, "challenge", EV_CHALLENGE },
+		{ NS_SASL, "success", EV_SUCCESS },
+		{ NS_SASL, "failure", EV_SASL_FAILURE },
+		{ NS_SM, "enabled", EV_ENABLED },
+		{ NS_SM, "resumed", EV_RESUMED },
+		{ NS_SM, "failed", EV_SM_FAILED },
+		{ NS_SM, "r", EV_SM_R },
+		{ NS_SM, "a", EV_SM_A },
+	};
+	static const char *const stream_level[] = {
 		NS_STREAMS, NS_TLS, NS_SASL, NS_SM,
 	};
 	size_t i;
 
-	for (i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
-		if (strcmp(e->ns, ns[i]) == 0)
-			return 1;
-	return 0;
+	if (e->stanza)
+		return strcmp(e->name, "iq") == 0 ? EV_IQ : EV_STANZA;
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (xnode_is(e->tree, known[i].name, known[i].ns))
+			return known[i].ev;
+	for (i = 0; i < sizeof(stream_level) / sizeof(stream_level[0]); i++)
+		if (strcmp(e->tree->ns, stream_level[i]) == 0)
+			return EV_UNKNOWN;
+	return EV_OTHER;
+}
+
+/* Is this valid in this state?  If not, a protocol error. */
+static void
+dispatch(struct session *s, enum event ev, const struct stream_elem *e)
+{
+	handler h = machine[s->state].on[ev];
+
+	if (h == NULL) {
+		if (e != NULL && !e->stanza)
+			protocol_error(s, "unexpected <%s xmlns='%s'> in %s",
+			    e->tree->name, e->tree->ns, machine[s->state].seed);
+		else
+			protocol_error(s, "unexpected %s in %s",
+			    event_names[ev], machine[s->state].seed);
+		return;
+	}
+	h(s, e);
 }
 
 static void
@@ -1286,61 +1733,16 @@ on_stream_element(void *arg, const struct stream_elem *e)
 {
 	struct session *s = arg;
 
-	if (e->stanza) {
-		sm_received(&s->sm);
-		if (strcmp(e->name, "iq") == 0)
-			iq(s, e);
-		else if (s->state == ST_BINDED)
-			s->cb->line(s->arg, e->line, e->len);
-		return;
-	}
-	if (xnode_is(e->tree, "error", NS_STREAMS)) {
-		stream_error(s, e->tree);
-		return;
-	}
-	if (strcmp(e->tree->ns, NS_SM) == 0 &&
-	    (s->state == ST_BINDED || s->state == ST_BINDING)) {
-		sm_element(s, e->tree);
-		return;
-	}
-	if (s->state == ST_BINDED) {
-		if (stream_level(e->tree)) {
-			log_debug("ignored <%s xmlns='%s'> from the server: "
-			    "stream level", e->tree->name, e->tree->ns);
-			return;
-		}
-		s->cb->line(s->arg, e->line, e->len);
-		return;
-	}
-	negotiation(s, e->tree);
-}
-
-/* The old stream of a changed configuration is closed: connect anew. */
-static void
-reopen(struct session *s)
-{
-	uv_timer_stop(&s->stop_timer);
-	log_info("reconnecting with the new configuration");
-	status_disconnected(s, "configuration changed", 1);
-	clear_connection(s);
-	connect_now(s);
+	s->last_rx = uv_now(s->loop);
+	if (e->stanza)
+		sm_received(s->sm);
+	dispatch(s, classify(e), e);
 }
 
 static void
 on_stream_close(void *arg)
 {
-	struct session *s = arg;
-
-	if (s->stopping) {
-		log_info("stream closed");
-		finish_stop(s);
-		return;
-	}
-	if (s->closing) {
-		reopen(s);
-		return;
-	}
-	fail(s, "stream closed by the server");
+	dispatch(arg, EV_CLOSE, NULL);
 }
 
 static const struct stream_cb stream_cb = {
@@ -1355,6 +1757,10 @@ struct session *
 session_new(uv_loop_t *loop, const struct session_cb *cb, void *arg)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
+	uv_timer_t *timers[] = {
+		&s->handshake, &s->retry, &s->stop_timer, &s->ping_timer,
+	};
+	size_t i;
 
 	s->loop = loop;
 	s->cb = cb;
@@ -1367,15 +1773,17 @@ session_new(uv_loop_t *loop, const struct session_cb *cb, void *arg)
 		free(s);
 		return NULL;
 	}
+	/* uv_timer_init cannot fail on Unix; were it to, stop here. */
+	for (i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
+		if (uv_timer_init(loop, timers[i]) != 0) {
+			log_error("cannot create the session's timers");
+			abort();
+		}
+	for (i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
+		timers[i]->data = s;
 	buf_init(&s->scratch);
 	squeue_init(&s->queue);
-	sm_init(&s->sm);
-	uv_timer_init(loop, &s->handshake);
-	uv_timer_init(loop, &s->retry);
-	uv_timer_init(loop, &s->stop_timer);
-	uv_timer_init(loop, &s->ping_timer);
-	s->handshake.data = s->retry.data = s->stop_timer.data = s;
-	s->ping_timer.data = s;
+	s->sm = sm_new();
 	s->seed = (unsigned)uv_hrtime() ^ (unsigned)getpid();
 	s->state = ST_DISCONNECTED;
 	return s;
@@ -1398,7 +1806,10 @@ session_configure(struct session *s, const struct conf *conf)
 void
 session_start(struct session *s)
 {
+	if (s->state != ST_DISCONNECTED)
+		return;
 	status_disconnected(s, "connecting", 0);
+	s->redirects = 0;
 	connect_now(s);
 }
 
@@ -1408,51 +1819,74 @@ on_stop_timeout(uv_timer_t *t)
 	struct session *s = t->data;
 
 	log_warn("the server did not close its stream in time");
-	if (s->stopping)
+	if (s->state == ST_STOPPING)
 		finish_stop(s);
-	else
-		reopen(s);
+	else if (s->state == ST_CLOSING)
+		reopen(s, 0);
+}
+
+/* Our side of the stream is closed; wait a little for the server's. */
+static void
+close_stream(struct session *s, enum state next)
+{
+	uv_timer_stop(&s->ping_timer);
+	send_raw(s, "</stream:stream>", 16);
+	set_state(s, next, NULL);
+	arm(&s->stop_timer, on_stop_timeout, STOP_TIMEOUT_MS);
 }
 
 void
 session_restart(struct session *s)
 {
+	switch (s->state) {
+	case ST_DISCONNECTED:
+	case ST_STOPPING:
+		log_info("not reconnecting: the session is %s",
+		    s->state == ST_STOPPING ? "shutting down" : "stopped");
+		return;
+	case ST_CLOSING:
+		return;		/* the new configuration applies at reopen */
+	default:
+		break;
+	}
 	forget_targets(s);
-	/* Another account or resource: the old session is not ours to resume. */
-	sm_forget(&s->sm, &s->queue);
 	sasl_cache_clear(&s->sasl_cache);
 	s->scram_pinned = 0;
-	if (s->closing)
-		return;
-	if (s->state == ST_BINDED && !s->stopping) {
+	s->redirects = 0;
+	free(s->redirect);
+	s->redirect = NULL;
+	if (s->state == ST_BINDED) {
 		/* Close the old session properly: the server frees it at once
-		 * instead of keeping it for a resumption that never comes. */
-		s->closing = 1;
-		send_raw(s, "</stream:stream>", 16);
-		uv_timer_start(&s->stop_timer, on_stop_timeout, STOP_TIMEOUT_MS,
-		    0);
+		 * instead of keeping it for a resumption that never comes.
+		 * Its acks still count until it has closed too. */
+		close_stream(s, ST_CLOSING);
 		return;
 	}
+	/* Another account or resource: the old session is not ours to resume. */
+	sm_forget(s->sm, &s->queue);
 	clear_connection(s);
 	uv_timer_stop(&s->retry);
+	s->delay_ms = (uint64_t)s->conf->reconnect_delay * 1000;
 	connect_now(s);
 }
 
 void
 session_stop(struct session *s)
 {
-	s->stopping = 1;
 	uv_timer_stop(&s->retry);
-	if (s->state != ST_BINDED) {
-		if (squeue_count(&s->queue) > 0)
-			log_warn("shutdown: %zu queued stanzas not sent: the "
-			    "session is down", squeue_count(&s->queue));
-		finish_stop(s);
+	switch (s->state) {
+	case ST_BINDED:
+		queue_send(s, 1);
+		close_stream(s, ST_STOPPING);
 		return;
+	case ST_CLOSING:
+		set_state(s, ST_STOPPING, NULL);
+		return;
+	case ST_STOPPING:
+		return;
+	default:
+		finish_stop(s);
 	}
-	queue_flush(s);
-	send_raw(s, "</stream:stream>", 16);
-	uv_timer_start(&s->stop_timer, on_stop_timeout, STOP_TIMEOUT_MS, 0);
 }
 
 /*
@@ -1475,7 +1909,7 @@ session_free(struct session *s)
 		return;
 	clear_connection(s);
 	squeue_free(&s->queue);
-	sm_free(&s->sm);
+	sm_free(s->sm);
 	free(s->redirect);
 	link_free(s->link);
 	stream_free(s->stream);

@@ -107,6 +107,11 @@ on_start(void *arg, const char *name, const char **attrs)
 		return;
 	}
 	if (s->depth == 2) {
+		/* Inside the stream it could only swallow what follows. */
+		if (tag_is(name, STREAM_TAG)) {
+			fail(s, "a second stream header inside the stream");
+			return;
+		}
 		top_start(s, name, attrs);
 		return;
 	}
