@@ -1,9 +1,11 @@
 """A tiny, deliberately scriptable XMPP server for the hostile-server tests.
 
-Plain TCP on 127.0.0.1 (clawsd with `tls = none`), SCRAM-SHA-1 only (clawsd
-never sends PLAIN unencrypted), resource binding, nothing else.  Once a
-session is bound the test sends whatever bytes it likes with
-Session.send(), well-formed or not; the server never checks what it sends.
+Plain TCP on 127.0.0.1 (clawsd with `tls = none`) or STARTTLS with the
+harness's PKI (`tls=pki`), SCRAM-SHA-1 only (clawsd never sends PLAIN
+unencrypted), resource binding, and stream management (XEP-0198) when
+`sm=True`.  Once a session is bound the test sends whatever bytes it likes
+with Session.send(), well-formed or not; the server never checks what it
+sends.
 
     srv = FakeXmppServer(user="bot", password="pw")
     srv.start()
@@ -16,6 +18,18 @@ Session.send(), well-formed or not; the server never checks what it sends.
 header the server sends.  `before_header` is sent before the stream header
 of the first stream of every connection (e.g. a DOCTYPE).
 
+`hooks` scripts the server: a dict from an event name to a function
+hook(conn, elem) that returns the bytes to send instead of the normal
+answer (None: the normal answer).  Events: "features" (the first features
+of a stream; elem is None), "bind_features" (after SASL), "bind" (the bind
+iq), "enable", "resume", "r", "a", "bound" (just after the bind result or
+<resumed/>, returns extra bytes), "stanza" (a stanza from the client once
+bound; returns extra bytes), "close" (the client's </stream:stream>: the
+server answers with its own and closes, unless the hook returns bytes).  conn.number is the connection's number (from
+1), conn.secure tells TLS, conn.h_in counts the client's stanzas since
+<enable/>.  srv.elements records every element received:
+(connection number, secure, namespace, name, attributes).
+
 Everything runs in background threads; every wait is bounded; every
 socket is closed by stop().
 """
@@ -25,6 +39,7 @@ import hashlib
 import hmac
 import os
 import socket
+import ssl
 import threading
 import time
 import xml.parsers.expat
@@ -32,6 +47,9 @@ import xml.parsers.expat
 STREAMS_NS = "http://etherx.jabber.org/streams"
 SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
 BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
+TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
+SM_NS = "urn:xmpp:sm:3"
+STANZAS = ("message", "presence", "iq")
 
 
 class _Elem:
@@ -108,15 +126,12 @@ class Session:
         self.sock = sock
         self.number = number
         self.jid = None
+        self.conn = None
         self.closed = threading.Event()
         self.received = []      # top-level elements after binding
-        self._lock = threading.Lock()
 
     def send(self, data):
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        with self._lock:
-            self.sock.sendall(data)
+        self.conn.send(data)
 
     def wait_closed(self, timeout=10.0):
         if not self.closed.wait(timeout):
@@ -131,15 +146,48 @@ class Session:
             pass
 
 
+class Conn:
+    """One TCP connection from clawsd, as the hooks see it."""
+
+    def __init__(self, server, sock, number):
+        self.server = server
+        self.sock = sock
+        self.number = number
+        self.secure = False
+        self.h_in = 0           # client stanzas handled since <enable/>
+        self.counting = False
+        self.session = None
+        self._lock = threading.Lock()
+
+    def send(self, data):
+        """From the server's thread or the test's: one write at a time."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        with self._lock:
+            self.sock.sendall(data)
+
+
 class FakeXmppServer:
     def __init__(self, user, password, domain="localhost", header_attrs="",
-                 before_header=b"", iterations=4096):
+                 before_header=b"", iterations=4096, tls=None, sm=False,
+                 hooks=None):
+        """tls: None (plain TCP) or a harness.PKI (STARTTLS with its
+        server certificate, required before SASL)."""
         self.user = user
         self.password = password
         self.domain = domain
         self.header_attrs = header_attrs
         self.before_header = before_header
         self.iterations = iterations
+        self.sm = sm
+        self.hooks = dict(hooks or {})
+        self.tls_ctx = None
+        if tls is not None:
+            self.tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls_ctx.load_cert_chain(str(tls.server_cert), str(tls.server_key))
+            # TLS 1.2: nothing arrives after the handshake that a write
+            # from the test's thread could race with
+            self.tls_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         self.salt = os.urandom(16)
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -148,6 +196,7 @@ class FakeXmppServer:
         self.connections = 0
         self.sessions = []
         self.errors = []
+        self.elements = []
         self._cond = threading.Condition()
         self._stopping = False
         self._socks = []
@@ -206,6 +255,22 @@ class FakeXmppServer:
             self._next = number + 1
             return self.sessions[number - 1]
 
+    def wait_connections(self, n, timeout=10.0):
+        """Wait until at least n connections were accepted."""
+        deadline = time.monotonic() + timeout
+        while self.connections < n:
+            if time.monotonic() >= deadline:
+                raise TimeoutError("fake server: %d connections of %d in %.1fs"
+                                   % (self.connections, n, timeout))
+            time.sleep(0.02)
+        return self.connections
+
+    def received(self, name, ns=None):
+        """The recorded elements with this name (and namespace)."""
+        with self._cond:
+            return [e for e in self.elements
+                    if e[3] == name and (ns is None or e[2] == ns)]
+
     # -- the protocol
 
     def _accept_loop(self):
@@ -216,7 +281,8 @@ class FakeXmppServer:
                 return
             self._socks.append(sock)
             self.connections += 1
-            t = threading.Thread(target=self._serve, args=(sock,),
+            conn = Conn(self, sock, self.connections)
+            t = threading.Thread(target=self._serve, args=(conn,),
                                  name="fakexmpp-conn", daemon=True)
             t.start()
             self._threads.append(t)
@@ -227,16 +293,45 @@ class FakeXmppServer:
                 "xml:lang='en' %s>" % (STREAMS_NS, os.urandom(6).hex(),
                                        self.domain, self.header_attrs)).encode()
 
-    def _serve(self, sock):
+    def _hook(self, name, conn, e):
+        h = self.hooks.get(name)
+        if h is None:
+            return None
+        out = h(conn, e)
+        if isinstance(out, str):
+            out = out.encode("utf-8")
+        return out
+
+    def _features(self, conn, state):
+        if state == "header":
+            if self.tls_ctx is not None and not conn.secure:
+                return ("<stream:features><starttls xmlns='%s'><required/></starttls>"
+                        "</stream:features>" % TLS_NS)
+            return ("<stream:features><mechanisms xmlns='%s'>"
+                    "<mechanism>SCRAM-SHA-1</mechanism>"
+                    "</mechanisms></stream:features>" % SASL_NS)
+        return ("<stream:features><bind xmlns='%s'/>%s</stream:features>"
+                % (BIND_NS, "<sm xmlns='%s'/>" % SM_NS if self.sm else ""))
+
+    def _bound(self, conn, jid):
+        with self._cond:
+            sess = Session(self, conn.sock, len(self.sessions) + 1)
+            sess.jid = jid
+            sess.conn = conn
+            self.sessions.append(sess)
+            self._cond.notify_all()
+        conn.session = sess
+        return sess
+
+    def _serve(self, conn):
         reader = _StreamReader()
-        sess = None
         state = "header"
         scram = {}
-        sock.settimeout(30)
+        conn.sock.settimeout(30)
         try:
             while not self._stopping:
                 try:
-                    data = sock.recv(65536)
+                    data = conn.sock.recv(65536)
                 except socket.timeout:
                     continue
                 if not data:
@@ -249,53 +344,106 @@ class FakeXmppServer:
                 while reader.events:
                     kind, e = reader.events.pop(0)
                     if kind == "close":
-                        raise ConnectionAbortedError
+                        # RFC 6120 4.4: close ours too, unless told to hang
+                        if self._hook("close", conn, e) is None:
+                            conn.send(b"</stream:stream>")
+                            raise ConnectionAbortedError
+                        continue
+                    with self._cond:
+                        self.elements.append((conn.number, conn.secure, e.ns, e.name,
+                                              dict(e.attrs)))
                     if kind == "header":
                         pre = self.before_header if state == "header" else b""
-                        if state == "header":
-                            feats = ("<stream:features><mechanisms xmlns='%s'>"
-                                     "<mechanism>SCRAM-SHA-1</mechanism>"
-                                     "</mechanisms></stream:features>" % SASL_NS)
-                            state = "auth"
-                        else:
-                            feats = ("<stream:features><bind xmlns='%s'/>"
-                                     "</stream:features>" % BIND_NS)
-                            state = "bind"
-                        sock.sendall(pre + self._header() + feats.encode())
+                        first = state == "header"
+                        conn.send(pre + self._header())
+                        feats = self._hook("features" if first else "bind_features",
+                                           conn, None)
+                        if feats is None:
+                            feats = self._features(conn, state).encode()
+                        state = "auth" if first else "bind"
+                        conn.send(feats)
                         continue
-                    if state == "auth" and e.name == "auth":
-                        state = self._scram_first(sock, e, scram)
-                    elif state == "challenged" and e.name == "response":
-                        state = self._scram_final(sock, e, scram)
-                        if state == "restart":
-                            reader.reset()
-                    elif state == "bind" and e.name == "iq":
-                        b = e.child("bind")
-                        res = b.child("resource") if b is not None else None
-                        jid = "%s@%s/%s" % (self.user, self.domain,
-                                            res.text if res is not None else "fake")
-                        sock.sendall(("<iq type='result' id='%s'><bind xmlns='%s'>"
-                                      "<jid>%s</jid></bind></iq>"
-                                      % (e.attrs.get("id", ""), BIND_NS, jid)).encode())
-                        with self._cond:
-                            sess = Session(self, sock, len(self.sessions) + 1)
-                            sess.jid = jid
-                            self.sessions.append(sess)
-                            self._cond.notify_all()
-                        state = "bound"
-                    elif state == "bound":
-                        sess.received.append(e)
-                    else:
-                        self.errors.append("unexpected <%s/> in %s" % (e.name, state))
-        except (OSError, ConnectionAbortedError):
+                    state = self._element(conn, reader, state, e, scram)
+        except (OSError, ConnectionAbortedError, ssl.SSLError):
             pass
         finally:
-            if sess is not None:
-                sess.closed.set()
+            if conn.session is not None:
+                conn.session.closed.set()
             try:
-                sock.close()
+                conn.sock.close()
             except OSError:
                 pass
+
+    def _element(self, conn, reader, state, e, scram):
+        if state == "auth" and e.name == "starttls" and self.tls_ctx is not None:
+            conn.send("<proceed xmlns='%s'/>" % TLS_NS)
+            conn.sock = self.tls_ctx.wrap_socket(conn.sock, server_side=True)
+            self._socks.append(conn.sock)
+            conn.secure = True
+            reader.reset()
+            return "header"
+        if state == "auth" and e.name == "auth":
+            return self._scram_first(conn.sock, e, scram)
+        if state == "challenged" and e.name == "response":
+            state = self._scram_final(conn.sock, e, scram)
+            if state == "restart":
+                reader.reset()
+            return state
+        if state == "bind" and e.name == "resume":
+            out = self._hook("resume", conn, e)
+            if out is None:
+                out = ("<failed xmlns='%s'><item-not-found "
+                       "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>" % SM_NS).encode()
+            conn.send(out)
+            if b"<resumed" in out:
+                self._bound(conn, "%s@%s/resumed" % (self.user, self.domain))
+                extra = self._hook("bound", conn, e)
+                if extra:
+                    conn.send(extra)
+                return "bound"
+            return "bind"
+        if state == "bind" and e.name == "iq":
+            out = self._hook("bind", conn, e)
+            b = e.child("bind")
+            res = b.child("resource") if b is not None else None
+            jid = "%s@%s/%s" % (self.user, self.domain,
+                                res.text if res is not None else "fake")
+            if out is None:
+                out = ("<iq type='result' id='%s'><bind xmlns='%s'>"
+                       "<jid>%s</jid></bind></iq>"
+                       % (e.attrs.get("id", ""), BIND_NS, jid)).encode()
+            conn.send(out)
+            self._bound(conn, jid)
+            extra = self._hook("bound", conn, e)
+            if extra:
+                conn.send(extra)
+            return "bound"
+        if state == "bound":
+            return self._bound_element(conn, e)
+        self.errors.append("unexpected <%s/> in %s" % (e.name, state))
+        return state
+
+    def _bound_element(self, conn, e):
+        conn.session.received.append(e)
+        if e.ns == SM_NS:
+            out = self._hook(e.name, conn, e)
+            if out is None and e.name == "enable" and self.sm:
+                conn.counting = True
+                conn.h_in = 0
+                out = ("<enabled xmlns='%s' id='%s' resume='true'/>"
+                       % (SM_NS, os.urandom(6).hex())).encode()
+            elif out is None and e.name == "r" and conn.counting:
+                out = ("<a xmlns='%s' h='%d'/>" % (SM_NS, conn.h_in)).encode()
+            if out:
+                conn.send(out)
+            return "bound"
+        if e.name in STANZAS:
+            if conn.counting:
+                conn.h_in = (conn.h_in + 1) % (1 << 32)
+            extra = self._hook("stanza", conn, e)
+            if extra:
+                conn.send(extra)
+        return "bound"
 
     def _scram_first(self, sock, e, scram):
         if e.attrs.get("mechanism") != "SCRAM-SHA-1":

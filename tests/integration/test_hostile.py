@@ -874,16 +874,22 @@ STREAM_LEVEL = [
 
 def test_server_stream_level_elements_not_relayed(fake, daemons):
     """SPEC 4: subscribers get stanzas and other top-level elements that
-    are not stream-level or stream-management."""
+    are not stream-level or stream-management.  A stream-level element
+    out of its place is a protocol error (issue 11): Retrying, nothing
+    relayed, and what followed it on that stream is dropped."""
     srv = fake()
     d = fake_clawsd(daemons, srv)
     c, _ = d.wait_connected(timeout=15)
     try:
-        sess = srv.wait_session(timeout=10)
-        sess.send("".join(STREAM_LEVEL) + "<message id='end'/>")
-        c.wait_for(lambda l: 'id="end"' in l, timeout=5, raw=True)
-        relayed = [line for line in c.lines
-                   if not is_status(parse_line(line)) and 'id="end"' not in line]
+        for k, element in enumerate(STREAM_LEVEL):
+            sess = srv.wait_session(timeout=10)
+            sess.send(element + "<message id='after-%d'/>" % k)
+            el = c.wait_for(lambda e: is_status(e), timeout=10)
+            assert is_status(el, "disconnected"), el.attrib
+            assert "protocol error: unexpected" in el.get("reason"), el.get("reason")
+            c.wait_for(lambda e: is_status(e, "connected"), timeout=10)
+        relayed = [line for line in c.lines if not is_status(parse_line(line))]
         assert relayed == []
+        assert d.alive
     finally:
         c.close()
