@@ -562,3 +562,59 @@ def test_reload_resends_nothing_the_server_has(fake, daemons, pki, tls):
     assert received_ids(s2, ids) == []
     assert "bad ack" not in d.log() and "protocol error" not in d.log()
     c.close()
+
+
+# --------------------------------------------------------------------------
+# RFC 3921 sessions, and two daemons on one resource (a real server)
+
+SESSION_NS = "urn:ietf:params:xml:ns:xmpp-session"
+
+
+@pytest.mark.parametrize("answer", ["result", "error"])
+def test_rfc3921_session(fake, daemons, pki, answer):
+    """A server that still requires the session iq: it goes before the
+    presence, and a refusal is a failure (the SESSION state)."""
+    feats = ("<stream:features><bind xmlns='%s'/><session xmlns='%s'/>"
+             "</stream:features>" % (fakexmpp.BIND_NS, SESSION_NS))
+
+    def stanza(conn, e):
+        if e.name == "iq" and e.child("session") is not None:
+            return ("<message id='before-session-result'/><iq type='%s' id='%s'/>"
+                    % (answer, e.attrs.get("id")))
+        return None
+    srv = fake("starttls", hooks={"bind_features": lambda conn, e: feats,
+                                  "stanza": stanza})
+    d = clawsd_for(daemons, pki, srv, "starttls")
+    if answer == "error":
+        wait_retrying(d, "session: refused by the server")
+        assert srv.received("presence") == []
+        return
+    c, _ = d.wait_connected(timeout=15)
+    s1 = srv.wait_session(timeout=10)
+    harness.wait_until(lambda: [e.name for e in s1.received][:2] == ["iq", "presence"],
+                       10, what="the session iq, then the presence")
+    assert "state: Binding -> Binding: session" in d.log()
+    c.close()
+
+
+def test_two_daemons_on_one_resource_back_off(make_clawsd):
+    """The real server kicks the older session with `conflict` each time
+    the other daemon binds: each daemon's waits grow (they reset at every
+    session and the two kicked each other every 1-3 s forever)."""
+    resource = unique("twin")
+    kw = dict(reconnect_delay=1, reconnect_max_delay=16,
+              xmpp={"resource": resource})
+    a = make_clawsd(**kw).start()
+    a.wait_connected(timeout=20)[0].close()
+    b = make_clawsd(**kw).start()
+
+    def enough():
+        return max(len(retry_waits(a, "conflict")), len(retry_waits(b, "conflict"))) >= 3
+    harness.wait_until(enough, 40, what="three conflicts for one of the daemons")
+    for d in (a, b):
+        waits = retry_waits(d, "conflict")
+        for x, y in zip(waits, waits[1:]):
+            assert y >= x * 1.3, (waits, d.log())
+        if waits:
+            assert re.search(r"conflict: another client uses bot@localhost/%s with the "
+                             r"same resource" % resource, d.log())
