@@ -276,7 +276,8 @@ run(struct clawsd *d)
 	d->hub = hub_new(&d->loop, &hub_cb, d);
 	d->session = session_new(&d->loop, &session_cb, d);
 	if (d->hub == NULL || d->session == NULL)
-		log_error("cannot set up the %s", d->hub ? "session" : "socket");
+		log_error("cannot set up the %s",
+		    d->hub ? "session" : "socket");
 	else if (session_configure(d->session, &d->conf) == 0 &&
 	    hub_listen(d->hub, &d->conf, d->listen_fd) == 0 &&
 	    watch_signal(d, &d->sigterm, SIGTERM) == 0 &&

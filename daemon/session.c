@@ -2,30 +2,34 @@
  * The session: one state machine, and the only place where the connection
  * changes state.  A newcomer reads it here.
  *
- * state        seed name     waiting for               event -> next state
- * ------------ ------------- ------------------------- ---------------------------
- * DISCONNECTED Disconnected  session_start             start -> CONNECTING
- * RETRYING     Retrying      the backoff timer         timer -> CONNECTING
- * CONNECTING   Connecting    SRV, DNS, TCP, direct TLS link up -> CONNECTED
- * CONNECTED    Connected     (our header goes at once) -> STREAM_INIT
- * STREAM_INIT  Stream Init   <features>                secure or tls = none:
- *                                                        <auth> -> AUTHENTICATE
- *                                                      else <starttls> -> STARTTLS
- * STARTTLS     Stream Init   <proceed/>                <proceed/> -> TLS
- * TLS          Stream Init   the TLS handshake         secured -> STREAM_INIT
- * AUTHENTICATE Authenticate  SASL                      <challenge/> -> AUTHENTICATE
- *                                                      <success/> -> BIND
- * BIND         Bind          <features> again          resumable: <resume> -> RESUMING
- *                                                      else <bind> iq -> BINDING
- * RESUMING     Binding       <resumed/> or <failed/>   <resumed/> -> BINDED
- *                                                      <failed/>: <bind> -> BINDING
- * BINDING      Binding       the bind result           our JID: -> SESSION or BINDED
- * SESSION      Binding       RFC 3921 session result   result -> BINDED
- * BINDED       Binded        stanzas, <r/>, <a/>       session_restart -> CLOSING
- *                                                      session_stop -> STOPPING
- * CLOSING      Binded        the server's </stream>    closed -> CONNECTING
+ * state        seed name    waiting for              on -> next state
+ * ------------ ------------ ------------------------ ----------------------
+ * DISCONNECTED Disconnected session_start            start -> CONNECTING
+ * RETRYING     Retrying     the backoff timer        timer -> CONNECTING
+ * CONNECTING   Connecting   SRV, DNS, TCP, direct TLS  link up -> CONNECTED
+ * CONNECTED    Connected    (our header goes at once) -> STREAM_INIT
+ * STREAM_INIT  Stream Init  <features>               secure, or tls = none:
+ *                                                    <auth> -> AUTHENTICATE
+ *                                                    else <starttls>
+ *                                                      -> STARTTLS
+ * STARTTLS     Stream Init  <proceed/>               <proceed/> -> TLS
+ * TLS          Stream Init  the TLS handshake        secured -> STREAM_INIT
+ * AUTHENTICATE Authenticate SASL                     <challenge/> -> same
+ *                                                    <success/> -> BIND
+ * BIND         Bind         <features> again         resumable: <resume>
+ *                                                      -> RESUMING
+ *                                                    else <bind> -> BINDING
+ * RESUMING     Binding      <resumed/>, <failed/>    <resumed/> -> BINDED
+ *                                                    <failed/>: <bind>
+ *                                                      -> BINDING
+ * BINDING      Binding      the bind result          our JID -> SESSION if
+ *                                                      required, or BINDED
+ * SESSION      Binding      RFC 3921 session result  result -> BINDED
+ * BINDED       Binded       stanzas, <r/>, <a/>      restart -> CLOSING
+ *                                                    stop -> STOPPING
+ * CLOSING      Binded       the server's close       close -> CONNECTING
  *              (reload: our </stream:stream> is out)
- * STOPPING     Binded        the server's </stream>    closed -> DISCONNECTED
+ * STOPPING     Binded       the server's close       close -> DISCONNECTED
  *              (shutdown: our </stream:stream> is out)
  *
  * From any state with a connection: a stream error, the link closing, the
@@ -236,7 +240,7 @@ struct session {
 	uv_timer_t		 retry;
 	uv_timer_t		 stop_timer;
 	uv_timer_t		 ping_timer;
-	uint64_t		 last_rx;	/* loop time of the last element */
+	uint64_t		 last_rx;	/* time of the last element */
 	uint64_t		 delay_ms;	/* next wait in Retrying */
 	unsigned		 seed;		/* jitter only, not secrets */
 	char			*redirect;	/* see-other-host, for one try */
@@ -1862,7 +1866,7 @@ session_restart(struct session *s)
 		close_stream(s, ST_CLOSING);
 		return;
 	}
-	/* Another account or resource: the old session is not ours to resume. */
+	/* Another account or resource: not ours to resume. */
 	sm_forget(s->sm, &s->queue);
 	clear_connection(s);
 	uv_timer_stop(&s->retry);
