@@ -282,7 +282,10 @@ def test_ten_thousand_ack_requests(fake, daemons, pki, tls, sm):
     s1 = srv.wait_session(timeout=10)
     if sm == "sm":
         d.wait_log(r"stream management enabled", 5)
-    s1.send(("<r xmlns='%s'/>" % SM) * 10000 + "<message id='after-r'/>")
+    try:
+        s1.send(("<r xmlns='%s'/>" % SM) * 10000 + "<message id='after-r'/>")
+    except OSError:
+        assert sm == "nosm"     # the daemon hung up at the first one
     if sm == "sm":
         c.wait_for(lambda e: e.get("id") == "after-r", timeout=20)
         harness.wait_until(lambda: len([e for e in s1.received if e.name == "a"])
