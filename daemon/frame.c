@@ -60,6 +60,11 @@ on_start(void *arg, const char *name, const char **attrs)
 	struct frame *f = arg;
 
 	f->depth++;
+	/* Our wrapper is level 1, the client's element level 2. */
+	if (f->depth > XMLP_MAX_DEPTH + 1) {
+		fail(f, FRAME_TOO_LARGE, "element nested too deeply");
+		return;
+	}
 	if (f->depth == 1)
 		return;
 	if (f->depth == 2) {
@@ -87,6 +92,9 @@ on_end(void *arg, const char *name)
 	struct frame *f = arg;
 	unsigned long long end;
 
+	/* Expat still ends an empty element whose start was refused. */
+	if (f->condition != NULL)
+		return;
 	f->depth--;
 	if (f->depth == 0) {
 		/* Only a client that closes our wrapper gets here. */

@@ -95,6 +95,11 @@ on_start(void *arg, const char *name, const char **attrs)
 	struct xnode *header;
 
 	s->depth++;
+	/* The stream element is level 1, the stanza level 2. */
+	if (s->depth > XMLP_MAX_DEPTH + 1) {
+		fail(s, "element nested too deeply");
+		return;
+	}
 	if (s->depth == 1) {
 		if (!tag_is(name, STREAM_TAG)) {
 			fail(s, "not an XMPP stream");

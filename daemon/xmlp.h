@@ -12,6 +12,14 @@
 
 #include <expat.h>
 
+/*
+ * Deepest nesting of a stanza (itself at level 1), in both directions.  No
+ * XMPP extension comes near it; libxml2 refuses documents deeper than 256
+ * by default, so a deeper line could not be read by many subscribers; and
+ * it bounds what any code that walks a tree may be asked to walk.
+ */
+#define XMLP_MAX_DEPTH	256
+
 struct xmlp {
 	XML_Parser	 parser;
 	const char	*refused;	/* e.g. "a comment", or NULL */

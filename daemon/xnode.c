@@ -50,18 +50,11 @@ xnode_new(struct xnode *parent, const char *name, const char **attrs)
 	return n;
 }
 
-void
-xnode_free(struct xnode *n)
+static void
+free_one(struct xnode *n)
 {
-	struct xnode *c, *next;
 	char **a;
 
-	if (n == NULL)
-		return;
-	for (c = n->child; c != NULL; c = next) {
-		next = c->next;
-		xnode_free(c);
-	}
 	for (a = n->attrs; *a != NULL; a++)
 		free(*a);
 	free(n->attrs);
@@ -69,6 +62,28 @@ xnode_free(struct xnode *n)
 	free(n->ns);
 	buf_free(&n->text);
 	free(n);
+}
+
+/*
+ * Without recursion: the depth is the peer's to choose.  Each child is
+ * unlinked on the way down, so a node is freed once it has none left.
+ */
+void
+xnode_free(struct xnode *n)
+{
+	struct xnode *top = n, *up;
+
+	while (n != NULL) {
+		if (n->child != NULL) {
+			up = n;
+			n = n->child;
+			up->child = n->next;
+			continue;
+		}
+		up = n == top ? NULL : n->parent;
+		free_one(n);
+		n = up;
+	}
 }
 
 int

@@ -323,6 +323,9 @@ BAD_INPUTS = [
                                100 << 20, "100 MB element name"), ["too-large"], True),
     Row("100MB-children", streamed("<message to='%s' id='{mark}'>" % PEER, "<a/>",
                                    100 << 20, "100 MB of children"), ["too-large"], True),
+    Row("too-deep", "<message to='%s' id='{mark}'>%s%s</message>"
+        % (PEER, "<a>" * 256, "</a>" * 256), ["too-large"], True,
+        why="nested deeper than 256 levels"),
     Row("whitespace-flood", whitespace_flood, [], False, delivered=True,
         why="whitespace between elements is allowed, and not held"),
     # stream-level and stream-management elements
@@ -768,6 +771,8 @@ SERVER_BAD = [
     ("undeclared-prefix", "<message><foo:bar/></message>", "not-well-formed"),
     ("nul", b"<message>\x00</message>", "not-well-formed"),
     ("entity-reference", "<message><body>&lol9;</body></message>", "not-well-formed"),
+    ("too-deep", "<message>%s%s</message>" % ("<a>" * 256, "</a>" * 256),
+     "element nested too deeply"),
 ]
 
 

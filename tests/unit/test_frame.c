@@ -494,6 +494,61 @@ test_too_large_children(void **state)
 }
 
 /*
+ * Nesting is capped (XMLP_MAX_DEPTH, the stanza at level 1): the deepest
+ * allowed element goes through, one level more is too-large, and the
+ * client is cut as soon as the start tag that goes too deep is read.
+ */
+static void
+nested(struct buf *b, int levels, int close)
+{
+	int i;
+
+	b->len = 0;
+	buf_puts(b, "<message>");
+	for (i = 1; i < levels; i++)
+		buf_puts(b, "<a>");
+	if (!close)
+		return;
+	for (i = 1; i < levels; i++)
+		buf_puts(b, "</a>");
+	buf_puts(b, "</message>");
+}
+
+static void
+test_depth(void **state)
+{
+	const char *cond, *text;
+	struct rec r;
+	struct buf b;
+
+	buf_init(&b);
+	nested(&b, 256, 1);
+	rec_init(&r, 64 * KiB);
+	assert_int_equal(frame_feed(r.f, b.data, b.len), 0);
+	assert_int_equal(r.stanzas, 1);
+	rec_free(&r);
+
+	nested(&b, 257, 0);
+	rec_init(&r, 64 * KiB);
+	assert_int_equal(frame_feed(r.f, b.data, b.len), -1);
+	frame_error(r.f, &cond, &text);
+	assert_string_equal(cond, TOO_LARGE);
+	assert_non_null(strstr(text, "nested"));
+	assert_int_equal(r.stanzas, 0);
+	rec_free(&r);
+
+	/* The same, self-closing at the level too many. */
+	nested(&b, 256, 0);
+	buf_puts(&b, "<a/>");
+	rec_init(&r, 64 * KiB);
+	assert_int_equal(frame_feed(r.f, b.data, b.len), -1);
+	frame_error(r.f, &cond, &text);
+	assert_string_equal(cond, TOO_LARGE);
+	rec_free(&r);
+	buf_free(&b);
+}
+
+/*
  * A stanza goes out as soon as its last byte is in, however it was cut:
  * a client that writes the end of a long start tag on its own.
  */
@@ -619,6 +674,7 @@ main(void)
 		cmocka_unit_test(test_size_per_element),
 		cmocka_unit_test(test_too_large_slow),
 		cmocka_unit_test(test_too_large_children),
+		cmocka_unit_test(test_depth),
 		cmocka_unit_test(test_split_tail),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_empty_feeds),

@@ -807,6 +807,84 @@ test_too_large_children(void **state)
 }
 
 /*
+ * Nesting is capped (XMLP_MAX_DEPTH, the stanza at level 1): the deepest
+ * allowed stanza is relayed, one level more ends the stream, for stanzas
+ * only relayed and for an iq (which becomes a tree) alike.
+ */
+static void
+nested(struct buf *b, const char *top, int levels, int close)
+{
+	int i;
+
+	b->len = 0;
+	buf_printf(b, "<%s>", top);
+	for (i = 1; i < levels; i++)
+		buf_puts(b, "<a>");
+	if (!close)
+		return;
+	for (i = 1; i < levels; i++)
+		buf_puts(b, "</a>");
+	buf_printf(b, "</%s>", top);
+}
+
+static void
+test_depth(void **state)
+{
+	static const char *const tops[] = { "message", "iq" };
+	struct rec r;
+	struct buf b;
+	const char *err;
+	size_t i;
+
+	buf_init(&b);
+	for (i = 0; i < NELEM(tops); i++) {
+		rec_init(&r, 64 * KiB);
+		assert_int_equal(feed_str(&r, HDR, 0, &err), 0);
+		nested(&b, tops[i], 256, 1);
+		assert_int_equal(feed(&r, b.data, b.len, 0, &err), 0);
+		assert_int_equal(r.n, 1);
+		nested(&b, tops[i], 257, 0);
+		assert_int_equal(feed(&r, b.data, b.len, 0, &err), -1);
+		assert_non_null(strstr(err, "nested too deeply"));
+		assert_int_equal(r.n, 1);
+		rec_free(&r);
+	}
+	buf_free(&b);
+}
+
+/*
+ * The depth the issue found (262,144 levels with a large enough
+ * max_stanza_size) overflowed the stack of a recursive free: the stream
+ * refuses it early now, and an xnode tree that deep frees without
+ * recursion anyway.
+ */
+static void
+test_depth_huge(void **state)
+{
+	enum { LEVELS = 262144 };
+	static const char *attrs[] = { NULL };
+	struct xnode *root, *n;
+	struct rec r;
+	struct buf b;
+	const char *err;
+	int i;
+
+	buf_init(&b);
+	rec_init(&r, 4 * KiB * KiB);
+	assert_int_equal(feed_str(&r, HDR, 0, &err), 0);
+	nested(&b, "iq", LEVELS, 1);
+	assert_int_equal(feed(&r, b.data, b.len, 0, &err), -1);
+	assert_non_null(strstr(err, "nested too deeply"));
+	rec_free(&r);
+	buf_free(&b);
+
+	root = n = xnode_new(NULL, "jabber:client\x01iq", attrs);
+	for (i = 0; i < LEVELS * 4; i++)
+		n = xnode_new(n, "a", attrs);
+	xnode_free(root);
+}
+
+/*
  * Whitespace keepalives between stanzas are not part of any stanza, and
  * must not count toward the limit however many arrive.
  */
@@ -1018,6 +1096,8 @@ main(void)
 		cmocka_unit_test(test_size_per_element),
 		cmocka_unit_test(test_too_large_slow),
 		cmocka_unit_test(test_too_large_children),
+		cmocka_unit_test(test_depth),
+		cmocka_unit_test(test_depth_huge),
 		cmocka_unit_test(test_keepalives),
 		cmocka_unit_test(test_reset_in_callback),
 		cmocka_unit_test(test_reset_after_fault),
