@@ -62,10 +62,103 @@ log_level_parse(const char *s)
 	return -1;
 }
 
+/*
+ * A code point that would move the cursor or reorder the text when shown:
+ * C1 controls, line and paragraph separators, zero-width and bidirectional
+ * formatting, the byte order mark.
+ */
+static int
+invisible(unsigned long cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x200b && cp <= 0x200f) ||
+	    (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x206f) ||
+	    cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb);
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at `s' (RFC 3629: no overlong
+ * form, no surrogate, nothing past U+10FFFF) and its code point, or 0.
+ */
+static size_t
+utf8_decode(const unsigned char *s, const unsigned char *end,
+    unsigned long *cp)
+{
+	static const unsigned long min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+	size_t n, i;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if ((size_t)(end - s) < n)
+		return 0;
+	*cp = s[0] & (0x7f >> n);
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		*cp = (*cp << 6) | (s[i] & 0x3f);
+	}
+	if (*cp < min[n] || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/*
+ * Every logged string passes here, whatever peer text it carries: one log
+ * line stays one line (a newline then "<3>" would forge a journal entry),
+ * and nothing reaches a terminal that it would act on.  Controls, bytes
+ * that are not UTF-8 and invisible code points are written as C escapes,
+ * and so is the backslash, so that the escapes are unambiguous.
+ */
+static void
+escape_line(char *dst, size_t size, const char *src)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	const unsigned char *end = s + strlen(src);
+	/* Room for the longest escape (\u2028) and the NUL. */
+	char *d = dst, *stop = dst + size - 8;
+	unsigned long cp;
+	size_t n;
+
+	while (s < end && d < stop) {
+		if (*s >= 0x20 && *s < 0x7f && *s != '\\') {
+			*d++ = (char)*s++;
+			continue;
+		}
+		if (*s == '\\' || *s == '\n' || *s == '\r' || *s == '\t') {
+			*d++ = '\\';
+			*d++ = *s == '\n' ? 'n' : *s == '\r' ? 'r' :
+			    *s == '\t' ? 't' : '\\';
+			s++;
+			continue;
+		}
+		n = *s >= 0x80 ? utf8_decode(s, end, &cp) : 0;
+		if (n == 0) {
+			d += snprintf(d, (size_t)(dst + size - d), "\\x%02x",
+			    *s++);
+			continue;
+		}
+		if (invisible(cp))
+			d += snprintf(d, (size_t)(dst + size - d), "\\u%04lx",
+			    cp);
+		else {
+			memcpy(d, s, n);
+			d += n;
+		}
+		s += n;
+	}
+	*d = '\0';
+}
+
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {
-	char line[2048], stamp[40];
+	/* Escaped, a byte takes four at most: nothing is cut. */
+	char raw[2048], line[4 * 2048 + 8], stamp[40];
 	struct timespec ts;
 	struct tm tm;
 	va_list ap;
@@ -74,10 +167,11 @@ log_msg(enum log_level level, const char *fmt, ...)
 	if (!log_enabled(level))
 		return;
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
+	n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
+	escape_line(line, sizeof(line), raw);
 	if (log_journal) {
 		fprintf(stderr, "<%d>%s\n", log_prio[level], line);
 		return;

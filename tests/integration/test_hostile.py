@@ -898,3 +898,27 @@ def test_server_stream_level_elements_not_relayed(fake, daemons):
         assert d.alive
     finally:
         c.close()
+
+
+def test_server_text_escaped_in_log(fake, daemons):
+    """Peer text in the log is escaped (issue 11): a stream error whose
+    text holds a newline then "<3>" (what would forge an entry in the
+    journal), a CR, a tab and a right-to-left override stays one line of
+    the log."""
+    srv = fake()
+    d = fake_clawsd(daemons, srv)
+    c, _ = d.wait_connected(timeout=15)
+    try:
+        s1 = srv.wait_session(timeout=10)
+        s1.send("<stream:error><undefined-condition xmlns='urn:ietf:params:xml:ns:"
+                "xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>"
+                "bye\n&lt;3>forged entry&#13;&#9;\u202eend</text></stream:error>")
+        d.wait_log(r"connection lost in Binded: stream error: undefined-condition: "
+                   r"bye\\n<3>forged entry\\r\\t\\u202eend")
+        for line in d.log().splitlines():
+            assert not line.startswith("<3>"), line
+            assert "\r" not in line and "\u202e" not in line, repr(line)
+        d.wait_log(r"retrying in")
+        srv.wait_session(timeout=10)
+    finally:
+        c.close()
