@@ -232,11 +232,32 @@ stream_reset(struct stream *s)
 	do_reset(s);
 }
 
+/*
+ * RFC 6120 section 11.6: UTF-8 only.  Expat takes a byte order mark or a
+ * NUL in the first two bytes of a document for UTF-16, whatever encoding
+ * it was created with; none of those bytes can start UTF-8 XML.
+ */
+static int
+utf16_start(const struct stream *s, const char *data, size_t len)
+{
+	unsigned long long i;
+	unsigned char c;
+
+	for (i = s->fed; i < 2 && i - s->fed < len; i++) {
+		c = (unsigned char)data[i - s->fed];
+		if (c == 0x00 || c == 0xfe || c == 0xff)
+			return 1;
+	}
+	return 0;
+}
+
 int
 stream_feed(struct stream *s, const char *data, size_t len, const char **err)
 {
 	enum XML_Status st;
 
+	if (s->fault == NULL && utf16_start(s, data, len))
+		s->fault = "not-well-formed: not UTF-8 (UTF-16?)";
 	if (s->fault != NULL) {
 		*err = s->fault;
 		return -1;

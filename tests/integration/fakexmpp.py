@@ -16,7 +16,9 @@ sends.
 
 `header_attrs` adds attributes (e.g. namespace declarations) to the stream
 header the server sends.  `before_header` is sent before the stream header
-of the first stream of every connection (e.g. a DOCTYPE).
+of the first stream of every connection (e.g. a DOCTYPE).  `encoding`
+(e.g. "utf-16", with its byte order mark) is the encoding of that first
+header and features, instead of UTF-8.
 
 `hooks` scripts the server: a dict from an event name to a function
 hook(conn, elem) that returns the bytes to send instead of the normal
@@ -170,7 +172,7 @@ class Conn:
 class FakeXmppServer:
     def __init__(self, user, password, domain="localhost", header_attrs="",
                  before_header=b"", iterations=4096, tls=None, sm=False,
-                 hooks=None):
+                 hooks=None, encoding="utf-8"):
         """tls: None (plain TCP) or a harness.PKI (STARTTLS with its
         server certificate, required before SASL)."""
         self.user = user
@@ -178,6 +180,7 @@ class FakeXmppServer:
         self.domain = domain
         self.header_attrs = header_attrs
         self.before_header = before_header
+        self.encoding = encoding
         self.iterations = iterations
         self.sm = sm
         self.hooks = dict(hooks or {})
@@ -355,6 +358,13 @@ class FakeXmppServer:
                     if kind == "header":
                         pre = self.before_header if state == "header" else b""
                         first = state == "header"
+                        if first and self.encoding != "utf-8":
+                            # header and features in one encoding, one BOM
+                            conn.send(pre + (self._header().decode()
+                                             + self._features(conn, state))
+                                      .encode(self.encoding))
+                            state = "auth"
+                            continue
                         conn.send(pre + self._header())
                         feats = self._hook("features" if first else "bind_features",
                                            conn, None)

@@ -306,6 +306,11 @@ BAD_INPUTS = [
     Row("control-char", msg("{mark}", "\x01"), ["not-well-formed"], True),
     Row("charref-nul", msg("{mark}", "&#0;"), ["not-well-formed"], True),
     Row("undefined-entity", msg("{mark}", "&lol9;"), ["not-well-formed"], True),
+    # UTF-16 (RFC 6120 section 11.6: UTF-8 only), with a byte order mark
+    Row("utf16-bom", "\udcff\udcfe" + "".join(ch + "\x00" for ch in "<presence/>"),
+        ["not-well-formed"], True),
+    Row("utf16be-no-bom", "".join("\x00" + ch for ch in "<presence/>"),
+        ["not-well-formed"], True),
     # restricted XML
     Row("billion-laughs", LAUGHS + "<message to='%s' id='{mark}'><body>&lol9;</body></message>"
         % PEER, ["restricted-xml"], True),
@@ -809,6 +814,23 @@ def test_server_dtd_refused(fake, daemons):
     with d.connect() as c:
         assert is_status(parse_line(c.read_line(5)), "disconnected")
     assert srv.sessions == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_server_utf16_refused(fake, daemons, encoding):
+    """RFC 6120 section 11.6: UTF-8 only.  A stream in UTF-16 (with a byte
+    order mark, or big-endian without) is refused before anything is
+    sent: no authentication, no bind, Retrying."""
+    srv = fake(encoding=encoding)
+    d = fake_clawsd(daemons, srv)
+    d.wait_log(r"connection failed in [\w ]+: not-well-formed: not UTF-8", count=2)
+    d.wait_log(r"retrying in")
+    with d.connect() as c:
+        assert is_status(parse_line(c.read_line(5)), "disconnected")
+    assert srv.sessions == []
+    assert srv.errors == [], srv.errors
+    assert "authenticated" not in d.log()
+    assert d.alive
 
 
 def canonical(el):

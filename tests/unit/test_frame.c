@@ -286,6 +286,15 @@ test_not_well_formed(void **state)
 		{ S("<message to='\xe9'/>"), "#" NWF "\n" },
 		{ S("<m\xe9ssage/>"), "#" NWF "\n" },
 		{ S("<presence/>\x80"), "<presence/>\n#" NWF "\n" },
+		/* UTF-16, with or without a byte order mark (RFC 6120
+		 * section 11.6: UTF-8 only). */
+		{ S("\xff\xfe<\0m\0/\0>\0"), "#" NWF "\n" },
+		{ S("\xfe\xff\0<\0m\0/\0>"), "#" NWF "\n" },
+		{ S("<\0m\0/\0>\0"), "#" NWF "\n" },
+		{ S("\0<\0m\0/\0>"), "#" NWF "\n" },
+		{ S("\xef\xbb\xbf\xff\xfe<\0m\0/\0>\0"), "#" NWF "\n" },
+		{ S("\xff\xfe<\0?\0x\0m\0l\0 \0v\0e\0r\0s\0i\0o\0n\0=\0"
+		  "'\0001\0.\0000\0'\0?\0>\0"), "#" NWF "\n" },
 		/* The input is UTF-8 whatever the declaration says. */
 		{ S("<?xml version='1.0' encoding='ISO-8859-1'?><message><body>"
 		  "\xe9</body></message>"), "#" NWF "\n" },

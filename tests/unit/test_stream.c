@@ -806,6 +806,68 @@ test_too_large_children(void **state)
 	rec_free(&r);
 }
 
+/* `ascii' as UTF-16, big or little endian, with a byte order mark or not. */
+static void
+utf16(struct buf *b, const char *ascii, int big, int bom)
+{
+	b->len = 0;
+	if (bom)
+		buf_append(b, big ? "\xfe\xff" : "\xff\xfe", 2);
+	for (; *ascii != '\0'; ascii++) {
+		if (big)
+			buf_putc(b, '\0');
+		buf_putc(b, *ascii);
+		if (!big)
+			buf_putc(b, '\0');
+	}
+}
+
+/*
+ * RFC 6120 section 11.6: UTF-8 only.  Expat, although created for UTF-8,
+ * takes a byte order mark or a NUL in the first two bytes for UTF-16: a
+ * stream in UTF-16 is refused before it opens, however it is cut.
+ */
+static void
+test_utf16(void **state)
+{
+	static const size_t chunks[] = { 0, 1, 2, 3 };
+	struct rec r;
+	struct buf b;
+	const char *err;
+	int big, bom;
+	size_t j;
+
+	buf_init(&b);
+	for (big = 0; big < 2; big++)
+		for (bom = 0; bom < 2; bom++)
+			for (j = 0; j < NELEM(chunks); j++) {
+				utf16(&b, HDR "<message/>", big, bom);
+				rec_init(&r, 64 * KiB);
+				if (feed(&r, b.data, b.len, chunks[j], &err) !=
+				    -1)
+					fail_msg("UTF-16 %s, BOM %d, chunk %zu: "
+					    "accepted", big ? "BE" : "LE", bom,
+					    chunks[j]);
+				assert_non_null(strstr(err, "UTF-8"));
+				assert_int_equal(r.opens, 0);
+				assert_int_equal(r.n, 0);
+				rec_free(&r);
+			}
+	/* A UTF-8 byte order mark is fine. */
+	rec_init(&r, 64 * KiB);
+	assert_int_equal(feed_str(&r, "\xef\xbb\xbf" HDR "<message/>", 1,
+	    &err), 0);
+	assert_int_equal(r.opens, 1);
+	assert_int_equal(r.n, 1);
+	/* So is the same after a reset (a new stream, a new document). */
+	stream_reset(r.s);
+	utf16(&b, HDR, 0, 1);
+	assert_int_equal(feed(&r, b.data, b.len, 0, &err), -1);
+	assert_non_null(strstr(err, "UTF-8"));
+	rec_free(&r);
+	buf_free(&b);
+}
+
 /*
  * Nesting is capped (XMLP_MAX_DEPTH, the stanza at level 1): the deepest
  * allowed stanza is relayed, one level more ends the stream, for stanzas
@@ -1097,6 +1159,7 @@ main(void)
 		cmocka_unit_test(test_too_large_slow),
 		cmocka_unit_test(test_too_large_children),
 		cmocka_unit_test(test_depth),
+		cmocka_unit_test(test_utf16),
 		cmocka_unit_test(test_depth_huge),
 		cmocka_unit_test(test_keepalives),
 		cmocka_unit_test(test_reset_in_callback),
