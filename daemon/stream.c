@@ -7,6 +7,7 @@
 #include "xmlw.h"
 
 #define STREAM_TAG	NS_STREAMS "\x01stream"
+#define TOO_MANY_NS	"too many namespace declarations"
 
 struct stream {
 	struct xmlp		 x;		/* first: see xmlp.h */
@@ -61,7 +62,8 @@ top_start(struct stream *s, const char *name, const char **attrs)
 	s->cur = s->tree;
 	buf_reset(&s->line, 65536);
 	xmlw_begin(&s->w, &s->line, NULL);
-	xmlw_start(&s->w, name, attrs);
+	if (xmlw_start(&s->w, name, attrs) != 0)
+		fail(s, TOO_MANY_NS);
 }
 
 static void
@@ -120,9 +122,23 @@ on_start(void *arg, const char *name, const char **attrs)
 		top_start(s, name, attrs);
 		return;
 	}
-	xmlw_start(&s->w, name, attrs);
+	if (xmlw_start(&s->w, name, attrs) != 0) {
+		fail(s, TOO_MANY_NS);
+		return;
+	}
 	if (s->cur)
 		s->cur = xnode_new(s->cur, name, attrs);
+}
+
+/* Declarations inside a stanza stay in its line (not the header's). */
+static void XMLCALL
+on_ns(void *arg, const char *prefix, const char *uri)
+{
+	struct stream *s = arg;
+
+	if (s->depth >= 1 && s->fault == NULL &&
+	    xmlw_declare(&s->w, prefix, uri) != 0)
+		fail(s, TOO_MANY_NS);
 }
 
 static void XMLCALL
@@ -168,6 +184,7 @@ setup(struct stream *s)
 {
 	XML_SetElementHandler(s->x.parser, on_start, on_end);
 	XML_SetCharacterDataHandler(s->x.parser, on_chars);
+	XML_SetStartNamespaceDeclHandler(s->x.parser, on_ns);
 }
 
 struct stream *
@@ -213,6 +230,8 @@ do_reset(struct stream *s)
 	setup(s);
 	xnode_free(s->tree);
 	s->tree = s->cur = NULL;
+	/* Declarations still waiting for an element are forgotten. */
+	xmlw_free(&s->w);
 	s->depth = 0;
 	s->fed = s->mark = 0;
 	s->reset = 0;

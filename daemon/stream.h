@@ -9,9 +9,10 @@
 
 #include <stddef.h>
 
+#include "xmlw.h"
 #include "xnode.h"
 
-#define NS_CLIENT	"jabber:client"
+#define NS_CLIENT	XMLW_NS_CLIENT
 #define NS_STREAMS	"http://etherx.jabber.org/streams"
 
 struct stream_elem {

@@ -883,10 +883,51 @@ def test_server_tricky_but_valid(fake, daemons):
             got = ET.fromstring(line)   # alone: every prefix is declared in it
             want = ET.fromstring(opening + stanza + "</stream:stream>")[0]
             assert canonical(got) == canonical(want), (stanza, line)
-            if local_name(got.tag) in ("message", "iq") and not stanza.startswith("<c:"):
-                assert line.startswith("<%s xmlns=\"jabber:client\"" % local_name(got.tag)), line
+            if local_name(got.tag) in ("message", "iq"):
+                # SPEC 4.1, a prefixed jabber:client stanza too (issue 11)
+                tag = line[:line.index(">")]
+                assert tag.startswith("<%s " % local_name(got.tag)), line
+                assert ' xmlns="jabber:client"' in tag, line
         assert d.alive
         assert "connection lost" not in d.log()
+    finally:
+        c.close()
+
+
+def test_server_namespace_amplification(fake, daemons):
+    """Issue 11: 200 namespaces declared on the stream header, used by 1000
+    elements nested as deep as the cap allows (a chain of 200, four
+    siblings under each link): each is declared once in the line, which
+    stays within twice the stanza plus the header's declarations, parses
+    alone, and equals the stanza.  (Each element declared its own, and 121
+    KB became a 20.7 MB line.)"""
+    decls = "".join(" xmlns:n%d='urn:example:amplification:%d'" % (i, i)
+                    for i in range(200))
+    srv = fake(header_attrs=decls)
+    d = fake_clawsd(daemons, srv)
+    c, _ = d.wait_connected(timeout=15)
+    try:
+        sess = srv.wait_session(timeout=10)
+        parts = ["<message id='amp'>"]
+        for i in range(200):
+            parts += ["<n%d:s n%d:a='%d'/>" % ((i + j) % 200, (i * 7 + j) % 200, j)
+                      for j in range(4)]
+            parts.append("<n%d:c>" % i)
+        parts += ["</n%d:c>" % i for i in reversed(range(200))]
+        parts.append("</message>")
+        stanza = "".join(parts)
+        sess.send(stanza)
+        line = c.wait_for(lambda l: 'id="amp"' in l, timeout=10, raw=True)
+        figure("namespace amplification: a %d-byte stanza (header declarations %d "
+               "bytes) became a %d-byte line" % (len(stanza), len(decls), len(line)))
+        assert len(line) <= 2 * len(stanza) + len(decls)
+        for i in range(200):
+            assert line.count('xmlns:n%d="' % i) == 1, i
+        opening = ("<stream:stream xmlns='jabber:client' xmlns:stream='%s'%s>"
+                   % (STREAMS, decls))
+        want = ET.fromstring(opening + stanza + "</stream:stream>")[0]
+        assert canonical(ET.fromstring(line)) == canonical(want)
+        assert d.alive
     finally:
         c.close()
 

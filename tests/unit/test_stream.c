@@ -263,7 +263,18 @@ static const struct rt_case rt_cases[] = {
 	  "<r xmlns='urn:xmpp:sm:3'/><a xmlns='urn:xmpp:sm:3' h='5'/>" },
 	{ "prefixed stanza", NULL,
 	  "<c:message xmlns:c='jabber:client'><body>x</body><c:body/>"
-	  "</c:message>" },
+	  "</c:message><c:iq xmlns:c='jabber:client' type='get' id='q'>"
+	  "<query xmlns='jabber:iq:version'><c:x/></query></c:iq>" },
+	{ "prefixed stanza, jabber:client not the default",
+	  "<stream:stream xmlns='urn:weird' "
+	  "xmlns:stream='http://etherx.jabber.org/streams' "
+	  "xmlns:c='jabber:client'>",
+	  "<c:presence><c:status>s</c:status><x/></c:presence>" },
+	{ "source declarations stay in scope", NULL,
+	  "<message xmlns:soap='http://www.w3.org/2003/05/soap-envelope'>"
+	  "<soap:Fault><soap:Code><soap:Value>soap:Sender</soap:Value>"
+	  "</soap:Code></soap:Fault><x xmlns:u='urn:unused'>u:q</x>"
+	  "</message>" },
 	{ "jabber:server message", NULL,
 	  "<message xmlns='jabber:server'><body>x</body></message>" },
 	{ "namespace URI that needs escaping", NULL,
@@ -281,10 +292,12 @@ check_line(const char *line, size_t len, int stanza)
 	assert_null(memchr(line, '\n', len - 1));
 	assert_null(memchr(line, '\r', len));
 	assert_null(memchr(line, '\0', len));
-	/* Unprefixed stanzas declare jabber:client on their first tag. */
-	if (stanza && (strncmp(line, "<message", 8) == 0 ||
-	    strncmp(line, "<presence", 9) == 0 ||
-	    strncmp(line, "<iq", 3) == 0)) {
+	/* Stanzas are unprefixed and declare jabber:client (SPEC 4.1). */
+	if (stanza) {
+		if (strncmp(line, "<message ", 9) != 0 &&
+		    strncmp(line, "<presence ", 10) != 0 &&
+		    strncmp(line, "<iq ", 4) != 0)
+			fail_msg("a prefixed stanza: %s", line);
 		gt = strchr(line, '>');
 		assert_non_null(gt);
 		assert_non_null(memmem(line, (size_t)(gt - line),
@@ -382,6 +395,16 @@ test_exact_lines(void **state)
 		  "<y xmlns=\"jabber:client\"/></x></message>\n" },
 		{ "<message xml:lang='en'/>",
 		  "<message xmlns=\"jabber:client\" xml:lang=\"en\"/>\n" },
+		/* A prefix bound to jabber:client: the stanza unprefixed. */
+		{ "<c:message xmlns:c='jabber:client' to='a@b'><c:body>x"
+		  "</c:body></c:message>",
+		  "<message xmlns:c=\"jabber:client\" xmlns=\"jabber:client\" "
+		  "to=\"a@b\"><body>x</body></message>\n" },
+		/* The source's declarations stay in scope (SPEC 4.1). */
+		{ "<message><f xmlns:s='urn:soap'><code>s:Sender</code></f>"
+		  "</message>",
+		  "<message xmlns=\"jabber:client\"><f xmlns:s=\"urn:soap\">"
+		  "<code>s:Sender</code></f></message>\n" },
 		{ "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
 		  "</stream:features>",
 		  "<stream:features xmlns:stream=\"http://etherx.jabber.org/"
@@ -947,6 +970,106 @@ test_depth_huge(void **state)
 }
 
 /*
+ * Namespace amplification: 200 prefixes declared once (on the stream
+ * header, or on the stanza), used by 1000 elements nested as deep as the
+ * cap allows (a chain of 200, four siblings under each link).  Each
+ * binding is declared at most once in the line, which stays within twice
+ * the stanza plus the header's declarations, and parses to the same tree.
+ */
+static void
+amplify(int on_header)
+{
+	enum { NPREFIX = 200, CHAIN = 200, SIBLINGS = 4 };
+	struct buf decls, doc, stanza;
+	struct canon orig, one;
+	struct rec r;
+	const char *err, *p;
+	size_t count;
+	int i, j;
+
+	buf_init(&decls);
+	buf_init(&doc);
+	buf_init(&stanza);
+	for (i = 0; i < NPREFIX; i++)
+		buf_printf(&decls, " xmlns:n%d='urn:example:namespace:%d'", i,
+		    i);
+	buf_printf(&stanza, "<message%s>", on_header ? "" : buf_cstr(&decls));
+	for (i = 0; i < CHAIN; i++) {
+		for (j = 0; j < SIBLINGS; j++)
+			buf_printf(&stanza, "<n%d:s n%d:a='%d'/>",
+			    (i + j) % NPREFIX, (i * 7 + j) % NPREFIX, j);
+		buf_printf(&stanza, "<n%d:c>", i % NPREFIX);
+	}
+	for (i = CHAIN - 1; i >= 0; i--)
+		buf_printf(&stanza, "</n%d:c>", i % NPREFIX);
+	buf_puts(&stanza, "</message>");
+	buf_printf(&doc, HDR_OPEN "%s>%s", on_header ? buf_cstr(&decls) : "",
+	    buf_cstr(&stanza));
+
+	rec_init(&r, 256 * KiB);
+	if (feed(&r, doc.data, doc.len, 0, &err) == -1)
+		fail_msg("refused: %s", err);
+	assert_int_equal(r.n, 1);
+	check_line(r.line[0], r.len[0], 1);
+	if (r.len[0] > 2 * stanza.len + decls.len)
+		fail_msg("a %zu-byte stanza became a %zu-byte line", stanza.len,
+		    r.len[0]);
+	/* Each prefix declared once. */
+	for (i = 0; i < NPREFIX; i++) {
+		char d[32];
+
+		snprintf(d, sizeof(d), "xmlns:n%d=\"", i);
+		for (count = 0, p = r.line[0]; (p = strstr(p, d)) != NULL; p++)
+			count++;
+		assert_int_equal(count, 1);
+	}
+	canon_parse(&orig, doc.data, doc.len, 2, 0);
+	canon_parse(&one, r.line[0], r.len[0], 1, 1);
+	assert_false(orig.error);
+	assert_false(one.error);
+	canon_expect_equal(&orig.elems[0], &one.elems[0], "amplification");
+	canon_free(&orig);
+	canon_free(&one);
+	rec_free(&r);
+	buf_free(&decls);
+	buf_free(&doc);
+	buf_free(&stanza);
+}
+
+static void
+test_ns_amplification(void **state)
+{
+	amplify(1);
+	amplify(0);
+}
+
+/*
+ * Bindings in scope in a line are bounded (every name is looked up among
+ * them): past XMLW_MAX_BINDINGS the stream ends.
+ */
+static void
+test_too_many_ns(void **state)
+{
+	struct rec r;
+	struct buf b;
+	const char *err;
+	int i;
+
+	buf_init(&b);
+	buf_puts(&b, "<message");
+	for (i = 0; i <= XMLW_MAX_BINDINGS; i++)
+		buf_printf(&b, " xmlns:p%d='urn:%d'", i, i);
+	buf_puts(&b, "/>");
+	rec_init(&r, 64 * KiB);
+	assert_int_equal(feed_str(&r, HDR, 0, &err), 0);
+	assert_int_equal(feed(&r, b.data, b.len, 0, &err), -1);
+	assert_non_null(strstr(err, "too many namespace declarations"));
+	assert_int_equal(r.n, 0);
+	rec_free(&r);
+	buf_free(&b);
+}
+
+/*
  * Whitespace keepalives between stanzas are not part of any stanza, and
  * must not count toward the limit however many arrive.
  */
@@ -1160,6 +1283,8 @@ main(void)
 		cmocka_unit_test(test_too_large_children),
 		cmocka_unit_test(test_depth),
 		cmocka_unit_test(test_utf16),
+		cmocka_unit_test(test_ns_amplification),
+		cmocka_unit_test(test_too_many_ns),
 		cmocka_unit_test(test_depth_huge),
 		cmocka_unit_test(test_keepalives),
 		cmocka_unit_test(test_reset_in_callback),

@@ -155,7 +155,13 @@ test_attr_pair(void **state)
 static void XMLCALL
 on_start(void *arg, const char *name, const char **attrs)
 {
-	xmlw_start(arg, name, attrs);
+	assert_int_equal(xmlw_start(arg, name, attrs), 0);
+}
+
+static void XMLCALL
+on_ns(void *arg, const char *prefix, const char *uri)
+{
+	assert_int_equal(xmlw_declare(arg, prefix, uri), 0);
 }
 
 static void XMLCALL
@@ -183,6 +189,7 @@ serialize(struct xmlw *w, const char *doc, const char *default_ns,
 	XML_SetUserData(p, w);
 	XML_SetElementHandler(p, on_start, on_end);
 	XML_SetCharacterDataHandler(p, on_chars);
+	XML_SetStartNamespaceDeclHandler(p, on_ns);
 	xmlw_begin(w, out, default_ns);
 	if (XML_Parse(p, doc, (int)strlen(doc), XML_TRUE) != XML_STATUS_OK)
 		fail_msg("test input does not parse: %s: %s", doc,
@@ -221,17 +228,23 @@ static const struct ser_case ser_cases[] = {
 	/* A declaration is not leaked to a sibling. */
 	{ NULL, "<a><b xmlns='urn:b'/><c xmlns='urn:b'/><d/></a>",
 	  "<a><b xmlns=\"urn:b\"/><c xmlns=\"urn:b\"/><d/></a>" },
-	/* Unused declarations go, redundant ones too. */
-	{ NULL, "<a xmlns:u='urn:unused'><b/></a>", "<a><b/></a>" },
+	/*
+	 * The source's declarations stay in scope, used or not (a qualified
+	 * name in text keeps its meaning); redundant ones go.
+	 */
+	{ NULL, "<a xmlns:u='urn:unused'><b/></a>",
+	  "<a xmlns:u=\"urn:unused\"><b/></a>" },
+	{ NULL, "<a><f xmlns:s='urn:soap'>s:Client</f></a>",
+	  "<a><f xmlns:s=\"urn:soap\">s:Client</f></a>" },
 	{ NULL, "<a xmlns='urn:a'><b xmlns='urn:a'><c xmlns='urn:a'/></b></a>",
 	  "<a xmlns=\"urn:a\"><b><c/></b></a>" },
 	{ NULL, "<p:a xmlns:p='urn:p'><p:b xmlns:p='urn:p'/></p:a>",
 	  "<p:a xmlns:p=\"urn:p\"><p:b/></p:a>" },
-	/* Prefixes are kept, declared where first used. */
+	/* Prefixes are kept, declared where the source declared them. */
 	{ NULL, "<p:a xmlns:p='urn:p'><p:b/><c/></p:a>",
 	  "<p:a xmlns:p=\"urn:p\"><p:b/><c/></p:a>" },
 	{ NULL, "<a xmlns:p='urn:p'><b><p:c/></b><p:d/></a>",
-	  "<a><b><p:c xmlns:p=\"urn:p\"/></b><p:d xmlns:p=\"urn:p\"/></a>" },
+	  "<a xmlns:p=\"urn:p\"><b><p:c/></b><p:d/></a>" },
 	{ NULL, "<p:a xmlns:p='urn:1'><p:b xmlns:p='urn:2'><p:c/></p:b>"
 	  "<p:d/></p:a>",
 	  "<p:a xmlns:p=\"urn:1\"><p:b xmlns:p=\"urn:2\"><p:c/></p:b>"
@@ -242,7 +255,7 @@ static const struct ser_case ser_cases[] = {
 	{ NULL, "<p:a xmlns:p='urn:p' p:x='1'/>",
 	  "<p:a xmlns:p=\"urn:p\" p:x=\"1\"/>" },
 	{ NULL, "<a xmlns='urn:a' xmlns:q='urn:q' x='1' q:y='2'><b q:z='3'/></a>",
-	  "<a xmlns=\"urn:a\" x=\"1\" xmlns:q=\"urn:q\" q:y=\"2\"><b q:z=\"3\"/></a>" },
+	  "<a xmlns=\"urn:a\" xmlns:q=\"urn:q\" x=\"1\" q:y=\"2\"><b q:z=\"3\"/></a>" },
 	/* Same prefix, another namespace below. */
 	{ NULL, "<a xmlns:p='urn:1' p:x='1'><b xmlns:p='urn:2' p:x='2'/></a>",
 	  "<a xmlns:p=\"urn:1\" p:x=\"1\"><b xmlns:p=\"urn:2\" p:x=\"2\"/></a>" },
@@ -306,7 +319,7 @@ test_reuse(void **state)
 	serialize(&w, "<p:a xmlns:p='urn:1' xmlns='urn:d'><b/></p:a>", NULL,
 	    &out);
 	assert_string_equal(buf_cstr(&out),
-	    "<p:a xmlns:p=\"urn:1\"><b xmlns=\"urn:d\"/></p:a>");
+	    "<p:a xmlns:p=\"urn:1\" xmlns=\"urn:d\"><b/></p:a>");
 	out.len = 0;
 	serialize(&w, "<p:a xmlns:p='urn:2'><b/></p:a>", NULL, &out);
 	assert_string_equal(buf_cstr(&out),
@@ -348,9 +361,10 @@ test_triplets(void **state)
 	xmlw_start(&w, "c", none);
 	xmlw_end(&w);
 	xmlw_end(&w);
+	/* Bindings from outside the tree go once on its top element. */
 	assert_string_equal(buf_cstr(&out),
 	    "<p:a xmlns:p=\"urn:p\" xmlns:q=\"urn:q\" q:x=\"1\" plain=\"2\" "
-	    "xml:lang=\"en\"><b xmlns=\"urn:d\">t</b><c/></p:a>");
+	    "xml:lang=\"en\" xmlns=\"urn:d\"><b>t</b><c xmlns=\"\"/></p:a>");
 	xmlw_free(&w);
 	buf_free(&out);
 }
@@ -362,7 +376,7 @@ test_triplets(void **state)
 static void
 test_deep(void **state)
 {
-	enum { DEPTH = 300 };
+	enum { DEPTH = 120 };
 	struct buf in, out;
 	struct xmlw w;
 	int i;
@@ -377,19 +391,96 @@ test_deep(void **state)
 		buf_printf(&in, "</p%d:e>", i);
 	xmlw_init(&w);
 	serialize(&w, buf_cstr(&in), NULL, &out);
-	/* Every level declares its prefix; <x/> its default namespace. */
+	/* Every level keeps the declarations it was written with. */
 	for (i = 0; i < DEPTH; i++) {
-		char tag[96];
+		char tag[128];
 
 		snprintf(tag, sizeof(tag), "<p%d:e xmlns:p%d=\"urn:level:%d\" "
-		    "p%d:a=\"%d\"><x xmlns=\"urn:default:%d\"/>", i, i, i, i,
-		    i, i % 3);
+		    "xmlns=\"urn:default:%d\" p%d:a=\"%d\"><x/>", i, i, i,
+		    i % 3, i, i);
 		assert_non_null(strstr(buf_cstr(&out), tag));
 	}
 	assert_non_null(strstr(buf_cstr(&out), "</p0:e>"));
 	assert_int_equal(w.depth, 0);
 	xmlw_free(&w);
 	buf_free(&in);
+	buf_free(&out);
+}
+
+/* Hand-made names: `n' prefixed elements nested, each its own prefix. */
+static int
+nest_prefixes(struct xmlw *w, struct buf *out, int n, int declare)
+{
+	static const char *none[] = { NULL };
+	char name[64], prefix[16], uri[32];
+	int i, rc = 0;
+
+	xmlw_begin(w, out, NULL);
+	for (i = 0; i < n && rc == 0; i++) {
+		snprintf(prefix, sizeof(prefix), "p%d", i);
+		snprintf(uri, sizeof(uri), "urn:%d", i);
+		snprintf(name, sizeof(name), "%s\x01" "e\x01%s", uri, prefix);
+		if (declare)
+			rc = xmlw_declare(w, prefix, uri);
+		if (rc == 0)
+			rc = xmlw_start(w, name, none);
+	}
+	return rc;
+}
+
+/*
+ * Every name is looked up among the bindings in scope: they are bounded,
+ * whether the source declared them or they come from outside the tree.
+ */
+static void
+test_max_bindings(void **state)
+{
+	struct xmlw w;
+	struct buf out;
+	int declare;
+
+	xmlw_init(&w);
+	buf_init(&out);
+	for (declare = 0; declare < 2; declare++) {
+		out.len = 0;
+		assert_int_equal(nest_prefixes(&w, &out, XMLW_MAX_BINDINGS,
+		    declare), 0);
+		out.len = 0;
+		assert_int_equal(nest_prefixes(&w, &out,
+		    XMLW_MAX_BINDINGS + 1, declare), -1);
+	}
+	xmlw_free(&w);
+	buf_free(&out);
+}
+
+/*
+ * Declarations the source did not write (bindings from outside the tree)
+ * are bounded in bytes too: here each element needs a long namespace bound
+ * afresh under the same prefix.
+ */
+static void
+test_max_added(void **state)
+{
+	static const char *none[] = { NULL };
+	struct buf name, out;
+	struct xmlw w;
+	int i, rc = 0;
+
+	buf_init(&name);
+	buf_init(&out);
+	xmlw_init(&w);
+	xmlw_begin(&w, &out, NULL);
+	assert_int_equal(xmlw_start(&w, "top", none), 0);
+	for (i = 0; i < 1000 && rc == 0; i++) {
+		name.len = 0;
+		buf_printf(&name, "urn:%d:%0999d\x01" "e\x01p", i % 2, 0);
+		if ((rc = xmlw_start(&w, buf_cstr(&name), none)) == 0)
+			xmlw_end(&w);
+	}
+	assert_int_equal(rc, -1);
+	assert_true(out.len < XMLW_MAX_ADDED + 4096);
+	xmlw_free(&w);
+	buf_free(&name);
 	buf_free(&out);
 }
 
@@ -406,6 +497,8 @@ main(void)
 		cmocka_unit_test(test_reuse),
 		cmocka_unit_test(test_triplets),
 		cmocka_unit_test(test_deep),
+		cmocka_unit_test(test_max_bindings),
+		cmocka_unit_test(test_max_added),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
