@@ -23,10 +23,16 @@
 #include "sasl.h"
 
 /*
- * PBKDF2 runs on the event loop thread, so the iteration count is CPU time a
- * hostile or misconfigured server makes the whole daemon wait for.  Servers
- * use 4096 to a few hundred thousand; a million is over a second of SHA-512
- * on a current x86 core, which still leaves room for stronger settings.
+ * RFC 7677 section 4: at least 4096 iterations; fewer make a stolen
+ * exchange cheap to brute-force, and a server that asks for fewer is
+ * broken or hostile.
+ */
+#define SCRAM_MIN_ITER		4096UL
+/*
+ * The iteration count is CPU time a hostile or misconfigured server makes
+ * the daemon spend.  Servers use 4096 to a few hundred thousand; a million
+ * is over a second of SHA-512 on a current x86 core, which still leaves
+ * room for stronger settings.
  */
 #define SCRAM_MAX_ITER		1000000UL
 
@@ -296,7 +302,7 @@ parse_iter(const char *s, size_t len, unsigned long *iter)
 		if (n > SCRAM_MAX_ITER)
 			return -1;
 	}
-	if (n < 1)
+	if (n < SCRAM_MIN_ITER)
 		return -1;
 	*iter = n;
 	return 0;

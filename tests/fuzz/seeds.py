@@ -188,29 +188,30 @@ SCRAM = {
     "rfc5802": "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096\nv=rmF9pqV8S7suAoZWja4dJRkFsKQ=",
     "rfc7677": "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096\nv=6rriTRBi23WpRR/wtup+mMhUq1e/ifUn6DRnq4Ir9Sk=",
     "wrong-signature": "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096\nv=AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-    "server-error": "r=fyko+d2lbbFgONRv9qkxdawLxyz,s=QSXCR+Q6sek8bf92,i=16\ne=invalid-proof",
-    "no-final": "r=fyko+d2lbbFgONRv9qkxdawLxyz,s=QSXCR+Q6sek8bf92,i=16",
-    "nonce-not-ours": "r=someoneelse,s=QSXCR+Q6sek8bf92,i=16\nv=x",
-    "nonce-equal": "r=fyko+d2lbbFgONRv9qkxdawL,s=QSXCR+Q6sek8bf92,i=16\nv=x",
-    "nonce-unprintable": "r=fyko+d2lbbFgONRv9qkxdawL\x7f,s=QSXCR+Q6sek8bf92,i=16\n",
-    "mandatory-ext": "m=x,r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=16\n",
-    "missing-salt": "r=fyko+d2lbbFgONRv9qkxdawLx,i=16\n",
-    "bad-salt": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf9,i=16\n",
-    "empty-salt": "r=fyko+d2lbbFgONRv9qkxdawLx,s=,i=16\n",
-    "salt-newline": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6\r\nsek8bf92,i=16\n",
+    "server-error": "r=fyko+d2lbbFgONRv9qkxdawLxyz,s=QSXCR+Q6sek8bf92,i=4096\ne=invalid-proof",
+    "no-final": "r=fyko+d2lbbFgONRv9qkxdawLxyz,s=QSXCR+Q6sek8bf92,i=4096",
+    "nonce-not-ours": "r=someoneelse,s=QSXCR+Q6sek8bf92,i=4096\nv=x",
+    "nonce-equal": "r=fyko+d2lbbFgONRv9qkxdawL,s=QSXCR+Q6sek8bf92,i=4096\nv=x",
+    "nonce-unprintable": "r=fyko+d2lbbFgONRv9qkxdawL\x7f,s=QSXCR+Q6sek8bf92,i=4096\n",
+    "mandatory-ext": "m=x,r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=4096\n",
+    "missing-salt": "r=fyko+d2lbbFgONRv9qkxdawLx,i=4096\n",
+    "bad-salt": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf9,i=4096\n",
+    "empty-salt": "r=fyko+d2lbbFgONRv9qkxdawLx,s=,i=4096\n",
+    "salt-newline": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6\r\nsek8bf92,i=4096\n",
+    "iter-low": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=4095\n",
     "iter-zero": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=0\n",
     "iter-huge": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=99999999999999999999\n",
     "iter-sign": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=-1\n",
     "iter-missing": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92\n",
-    "nul": "r=fyko+d2lbbFgONRv9qkxdawLx\x00,s=QSXCR+Q6sek8bf92,i=16\n",
-    "extensions": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=16,q=1,z=,\nv=AAAA,extra",
+    "nul": "r=fyko+d2lbbFgONRv9qkxdawLx\x00,s=QSXCR+Q6sek8bf92,i=4096\n",
+    "extensions": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=4096,q=1,z=,\nv=AAAA,extra",
     "empty": "",
     "only-newline": "\n",
-    "final-bad-b64": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=16\nv=!!!!",
-    "final-short": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=16\nv=AAAA",
-    "final-missing-v": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=16\nx=AAAA",
-    "ssdp-wrong-h": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=16,h=AAAA\nv=x",
-    "ssdp-wrong-d": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=16,d=AAAA\nv=x",
+    "final-bad-b64": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=4096\nv=!!!!",
+    "final-short": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=4096\nv=AAAA",
+    "final-missing-v": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=4096\nx=AAAA",
+    "ssdp-wrong-h": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=4096,h=AAAA\nv=x",
+    "ssdp-wrong-d": "r=fyko+d2lbbFgONRv9qkxdawLx,s=QSXCR+Q6sek8bf92,i=4096,d=AAAA\nv=x",
 }
 
 
@@ -218,14 +219,14 @@ def scram_seeds():
     out = {}
     for mech, n in (("SHA-1", N5802), ("SHA-512", N5802), ("SHA-256", N7677)):
         salt = hashlib.sha1(mech.encode()).digest()[:12]
-        first, final = scram_server(mech, n, "srv" + mech, salt, 64)
+        first, final = scram_server(mech, n, "srv" + mech, salt, 4096)
         out["ok-%s" % mech.lower()] = first + "\n" + final
         # XEP-0474, both versions, mechanisms only (size % 3 == 1) and with
         # channel bindings (size % 3 == 2)
         for want, cbs in ((1, []), (2, CBTYPES)):
             for attr, sep, listsep in (("h", "\x1e", "\x1f"), ("d", ",", "|")):
                 ext = ",%s=%s" % (attr, ssdp(mech, OFFERED, cbs, sep, listsep))
-                first, final = scram_server(mech, n, "ssdp", salt, 32, ext=ext)
+                first, final = scram_server(mech, n, "ssdp", salt, 4096, ext=ext)
                 out["ssdp-%s-%s-%d" % (mech.lower(), attr, want)] = padded(first, final, want)
     return out
 

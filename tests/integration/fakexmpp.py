@@ -32,6 +32,11 @@ server answers with its own and closes, unless the hook returns bytes).  conn.nu
 <enable/>.  srv.elements records every element received:
 (connection number, secure, namespace, name, attributes).
 
+For hostile SCRAM: `server_first(cnonce, nonce, salt64)` returns the
+server-first-message to send instead of "r=NONCE,s=SALT,i=ITERATIONS"
+(`nonce` is the client's extended by the server's); `server_final(v64)`
+returns the data of <success/> instead of "v=V64" (None: no data).
+
 Everything runs in background threads; every wait is bounded; every
 socket is closed by stop().
 """
@@ -172,7 +177,8 @@ class Conn:
 class FakeXmppServer:
     def __init__(self, user, password, domain="localhost", header_attrs="",
                  before_header=b"", iterations=4096, tls=None, sm=False,
-                 hooks=None, encoding="utf-8"):
+                 hooks=None, encoding="utf-8", server_first=None,
+                 server_final=None):
         """tls: None (plain TCP) or a harness.PKI (STARTTLS with its
         server certificate, required before SASL)."""
         self.user = user
@@ -181,6 +187,8 @@ class FakeXmppServer:
         self.header_attrs = header_attrs
         self.before_header = before_header
         self.encoding = encoding
+        self.server_first = server_first
+        self.server_final = server_final
         self.iterations = iterations
         self.sm = sm
         self.hooks = dict(hooks or {})
@@ -465,8 +473,11 @@ class FakeXmppServer:
         bare = "n=" + bare
         attrs = dict(kv.split("=", 1) for kv in bare.split(","))
         nonce = attrs["r"] + base64.b64encode(os.urandom(12)).decode()
-        first = "r=%s,s=%s,i=%d" % (nonce, base64.b64encode(self.salt).decode(),
-                                    self.iterations)
+        salt64 = base64.b64encode(self.salt).decode()
+        if self.server_first is not None:
+            first = self.server_first(attrs["r"], nonce, salt64)
+        else:
+            first = "r=%s,s=%s,i=%d" % (nonce, salt64, self.iterations)
         scram.update(bare=bare, first=first, nonce=nonce, user=attrs["n"])
         sock.sendall(("<challenge xmlns='%s'>%s</challenge>"
                       % (SASL_NS, base64.b64encode(first.encode()).decode())).encode())
@@ -489,8 +500,14 @@ class FakeXmppServer:
                           % SASL_NS).encode())
             return "auth"
         server_key = hmac.new(salted, b"Server Key", hashlib.sha1).digest()
-        v = hmac.new(server_key, auth.encode(), hashlib.sha1).digest()
-        sock.sendall(("<success xmlns='%s'>%s</success>"
-                      % (SASL_NS, base64.b64encode(b"v=" + base64.b64encode(v)).decode())
-                      ).encode())
+        v64 = base64.b64encode(hmac.new(server_key, auth.encode(),
+                                        hashlib.sha1).digest()).decode()
+        data = "v=" + v64
+        if self.server_final is not None:
+            data = self.server_final(v64)
+        if data is None:
+            sock.sendall(("<success xmlns='%s'/>" % SASL_NS).encode())
+        else:
+            sock.sendall(("<success xmlns='%s'>%s</success>"
+                          % (SASL_NS, base64.b64encode(data.encode()).decode())).encode())
         return "restart"

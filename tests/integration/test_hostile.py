@@ -23,6 +23,7 @@ sanitizer or runs under valgrind: their allocators keep freed memory.
 Run alone with `-s` to see the figures.
 """
 
+import base64
 import grp
 import os
 import re
@@ -985,3 +986,53 @@ def test_server_text_escaped_in_log(fake, daemons):
         srv.wait_session(timeout=10)
     finally:
         c.close()
+
+
+# --------------------------------------------------------------------------
+# hostile SCRAM (issue 11): the fake server speaks SCRAM-SHA-1 over plain
+# TCP (tls = none)
+
+def _first(fmt):
+    return lambda cnonce, nonce, salt: fmt.format(cnonce=cnonce, nonce=nonce, salt=salt)
+
+
+SCRAM_BAD = [
+    ("i-0", _first("r={nonce},s={salt},i=0"), None, "iteration count out of range"),
+    ("i-minus-1", _first("r={nonce},s={salt},i=-1"), None, "iteration count out of range"),
+    ("i-abc", _first("r={nonce},s={salt},i=abc"), None, "iteration count out of range"),
+    ("i-2^31", _first("r={nonce},s={salt},i=2147483648"), None,
+     "iteration count out of range"),
+    ("i-1", _first("r={nonce},s={salt},i=1"), None, "iteration count out of range"),
+    ("i-4095", _first("r={nonce},s={salt},i=4095"), None, "iteration count out of range"),
+    ("nonce-not-ours", _first("r=x{nonce},s={salt},i=4096"), None,
+     "server nonce does not extend ours"),
+    ("nonce-not-extended", _first("r={cnonce},s={salt},i=4096"), None,
+     "server nonce does not extend ours"),
+    ("r-missing", _first("s={salt},i=4096"), None, "missing nonce"),
+    ("r-invalid", _first("r={nonce}\x7f,s={salt},i=4096"), None,
+     "server nonce does not extend ours"),
+    ("s-missing", _first("r={nonce},i=4096"), None, "missing salt"),
+    ("s-invalid", _first("r={nonce},s=!!!!,i=4096"), None, "bad salt"),
+    ("s-empty", _first("r={nonce},s=,i=4096"), None, "bad salt"),
+    ("i-missing", _first("r={nonce},s={salt}"), None, "missing iteration count"),
+    ("v-wrong", None, lambda v64: "v=" + base64.b64encode(b"\0" * 20).decode(),
+     "server signature mismatch"),
+    ("v-short", None, lambda v64: "v=" + v64[:8], "bad server signature"),
+    ("e-in-final", None, lambda v64: "e=invalid-proof", "server error"),
+    ("success-without-v", None, lambda v64: None, "malformed server-final-message"),
+]
+
+
+@pytest.mark.parametrize("name,first,final,reason", SCRAM_BAD, ids=[b[0] for b in SCRAM_BAD])
+def test_hostile_scram(fake, daemons, name, first, final, reason):
+    """Each: the daemon stays up, logs the reason, goes back to Retrying
+    (and tries again), and never binds."""
+    srv = fake(server_first=first, server_final=final)
+    d = fake_clawsd(daemons, srv)
+    d.wait_log(r"connection failed in Authenticate: SASL: %s" % re.escape(reason), count=2)
+    assert "retrying in" in d.log()
+    assert srv.sessions == []
+    assert "authenticated as" not in d.log()
+    with d.connect() as c:
+        assert is_status(parse_line(c.read_line(5)), "disconnected")
+    assert d.alive

@@ -402,6 +402,10 @@ test_bad_server_first(void **state)
 	BAD_FIRST(R "," S ",i=", "iteration count out of range");
 	BAD_FIRST(R "," S ",i=4k", "iteration count out of range");
 	BAD_FIRST(R "," S ",i=1000001", "iteration count out of range");
+	/* RFC 7677: at least 4096. */
+	BAD_FIRST(R "," S ",i=1", "iteration count out of range");
+	BAD_FIRST(R "," S ",i=4095", "iteration count out of range");
+	BAD_FIRST(R "," S ",i=2147483648", "iteration count out of range");
 	BAD_FIRST(R "," S ",i=99999999999999999999999",
 	    "iteration count out of range");
 	BAD_FIRST(R ",s=,i=4096", "bad salt");
@@ -419,7 +423,7 @@ test_server_first_extension(void **state)
 	struct sasl s;
 	struct buf out;
 	const char *err = NULL;
-	static const char sfirst[] = R "," S ",i=1,x=ignored";
+	static const char sfirst[] = R "," S ",i=4096,x=ignored";
 
 	(void)state;
 	buf_init(&out);
@@ -658,7 +662,7 @@ test_cache_miss(void **state)
 
 	check_cache_miss(&cache, SASL_SCRAM_SHA_256, "user", SHA1_SFIRST);
 	check_cache_miss(&cache, SASL_SCRAM_SHA_1, "resu", SHA1_SFIRST);
-	check_cache_miss(&cache, SASL_SCRAM_SHA_1, "user", R "," S ",i=4095");
+	check_cache_miss(&cache, SASL_SCRAM_SHA_1, "user", R "," S ",i=4097");
 	check_cache_miss(&cache, SASL_SCRAM_SHA_1, "user",
 	    R ",s=QSXCR+Q6sek8bf93,i=4096");
 	check_cache_miss(&cache, SASL_SCRAM_SHA_1, "user",
