@@ -49,6 +49,7 @@
 enum {
 	STEP_IDLE,		/* zeroed or cleared */
 	STEP_STARTED,		/* initial message sent */
+	STEP_DERIVING,		/* waiting for SaltedPassword */
 	STEP_PROVED,		/* SCRAM client-final-message sent */
 	STEP_DONE,		/* server verified */
 	STEP_FAILED,		/* refused: the exchange cannot go on */
@@ -391,46 +392,67 @@ cache_matches(const struct sasl_cache *c, const struct sasl *s,
 }
 
 /*
- * SaltedPassword := Hi(password, salt, i), or the cached one.  A fresh one
- * waits in s->pending until sasl_finish() has seen the server prove it
- * knows the same: a wrong password never reaches the cache.
+ * SCRAM's Hi(password, salt, i): the one costly step of an exchange, with
+ * copies of all it needs, so that it can run on another thread.
  */
-static int
-salted_password(struct sasl *s, const mbedtls_md_info_t *md,
-    const unsigned char *salt, size_t saltlen, unsigned long iter,
-    unsigned char *salted)
+struct sasl_hi {
+	enum sasl_mech	 mech;
+	char		*password;
+	unsigned char	*salt;
+	size_t		 saltlen;
+	unsigned long	 iter;
+	unsigned char	 salted[SASL_MAX_HASH];
+	int		 rc;
+};
+
+void
+sasl_hi(struct sasl_hi *hi)
 {
+	const mbedtls_md_info_t *md = scram_md(hi->mech);
 	mbedtls_md_context_t ctx;
 	size_t hlen = mbedtls_md_get_size(md);
-	int rc;
 
-	if (s->cache != NULL && cache_matches(s->cache, s, salt, saltlen,
-	    iter)) {
-		memcpy(salted, s->cache->salted, hlen);
-		s->cache_hit = 1;
-		return 0;
-	}
 	mbedtls_md_init(&ctx);
-	rc = mbedtls_md_setup(&ctx, md, 1);
-	if (rc == 0)
-		rc = mbedtls_pkcs5_pbkdf2_hmac(&ctx,
-		    (const unsigned char *)s->password, strlen(s->password),
-		    salt, saltlen, (unsigned int)iter, (uint32_t)hlen, salted);
+	hi->rc = mbedtls_md_setup(&ctx, md, 1);
+	if (hi->rc == 0)
+		hi->rc = mbedtls_pkcs5_pbkdf2_hmac(&ctx,
+		    (const unsigned char *)hi->password, strlen(hi->password),
+		    hi->salt, hi->saltlen, (unsigned int)hi->iter,
+		    (uint32_t)hlen, hi->salted);
 	mbedtls_md_free(&ctx);
-	if (rc != 0)
-		return -1;
-	if (s->cache != NULL) {
-		sasl_cache_clear(&s->pending);
-		s->pending.mech = s->mech;
-		s->pending.authcid = xstrdup(s->authcid);
-		s->pending.salt = xmalloc(saltlen);
-		memcpy(s->pending.salt, salt, saltlen);
-		s->pending.saltlen = saltlen;
-		s->pending.iter = iter;
-		memcpy(s->pending.salted, salted, hlen);
-		s->pending.valid = 1;
+}
+
+void
+sasl_hi_free(struct sasl_hi *hi)
+{
+	if (hi == NULL)
+		return;
+	if (hi->password != NULL) {
+		mbedtls_platform_zeroize(hi->password, strlen(hi->password));
+		free(hi->password);
 	}
-	return 0;
+	free(hi->salt);
+	mbedtls_platform_zeroize(hi, sizeof(*hi));
+	free(hi);
+}
+
+/*
+ * A freshly computed SaltedPassword waits in s->pending until
+ * sasl_finish() has seen the server prove it knows the same: a wrong
+ * password never reaches the cache.
+ */
+static void
+keep_pending(struct sasl *s, const struct sasl_hi *hi, size_t hlen)
+{
+	sasl_cache_clear(&s->pending);
+	s->pending.mech = s->mech;
+	s->pending.authcid = xstrdup(s->authcid);
+	s->pending.salt = xmalloc(hi->saltlen);
+	memcpy(s->pending.salt, hi->salt, hi->saltlen);
+	s->pending.saltlen = hi->saltlen;
+	s->pending.iter = hi->iter;
+	memcpy(s->pending.salted, hi->salted, hlen);
+	s->pending.valid = 1;
 }
 
 /*
@@ -439,17 +461,14 @@ salted_password(struct sasl *s, const mbedtls_md_info_t *md,
  */
 static int
 scram_prove(struct sasl *s, const mbedtls_md_info_t *md,
-    const unsigned char *salt, size_t saltlen, unsigned long iter,
-    unsigned char *proof)
+    const unsigned char *salted, unsigned char *proof)
 {
-	unsigned char salted[SASL_MAX_HASH], client_key[SASL_MAX_HASH];
+	unsigned char client_key[SASL_MAX_HASH];
 	unsigned char stored_key[SASL_MAX_HASH], client_sig[SASL_MAX_HASH];
 	size_t i, hlen = mbedtls_md_get_size(md);
 	int rc;
 
-	rc = salted_password(s, md, salt, saltlen, iter, salted);
-	if (rc == 0)
-		rc = mbedtls_md_hmac(md, salted, hlen,
+	rc = mbedtls_md_hmac(md, salted, hlen,
 		    (const unsigned char *)"Client Key", 10, client_key);
 	if (rc == 0)
 		rc = mbedtls_md(md, client_key, hlen, stored_key);
@@ -463,7 +482,6 @@ scram_prove(struct sasl *s, const mbedtls_md_info_t *md,
 	if (rc == 0)
 		for (i = 0; i < hlen; i++)
 			proof[i] = client_key[i] ^ client_sig[i];
-	mbedtls_platform_zeroize(salted, sizeof(salted));
 	mbedtls_platform_zeroize(client_key, sizeof(client_key));
 	mbedtls_platform_zeroize(stored_key, sizeof(stored_key));
 	mbedtls_platform_zeroize(client_sig, sizeof(client_sig));
@@ -585,17 +603,21 @@ forget_password(struct sasl *s)
 	s->password = NULL;
 }
 
+/*
+ * The server-first-message checked, the exchange's messages kept, and the
+ * Hi() job for SaltedPassword made: 1 when it has to run, 0 when the cache
+ * had the result.
+ */
 static int
-scram_step(struct sasl *s, const char *msg, size_t len, struct buf *out,
-    const char **err)
+scram_begin(struct sasl *s, const char *msg, size_t len,
+    struct sasl_hi **hi, const char **err)
 {
 	const mbedtls_md_info_t *md = scram_md(s->mech);
-	unsigned char proof[SASL_MAX_HASH], *salt;
-	char proof64[B64_SIZE(SASL_MAX_HASH)];
 	struct server_first sf;
-	struct buf without_proof, am;
-	size_t saltlen, olen;
-	int rc;
+	struct sasl_hi *job;
+	struct buf b;
+	unsigned char *salt;
+	size_t saltlen;
 
 	if ((*err = parse_server_first(s, msg, len, &sf)) != NULL)
 		return -1;
@@ -606,52 +628,118 @@ scram_step(struct sasl *s, const char *msg, size_t len, struct buf *out,
 		*err = "bad salt";
 		return -1;
 	}
-	buf_init(&without_proof);
-	buf_puts(&without_proof, "c=" GS2_CBIND ",r=");
-	buf_append(&without_proof, sf.nonce, sf.noncelen);
-	buf_init(&am);
-	buf_puts(&am, s->client_first_bare);
-	buf_putc(&am, ',');
-	buf_append(&am, msg, len);
-	buf_putc(&am, ',');
-	buf_append(&am, without_proof.data, without_proof.len);
-	s->auth_message = xstrndup(am.data, am.len);
-	buf_free(&am);
+	buf_init(&b);
+	buf_puts(&b, "c=" GS2_CBIND ",r=");
+	buf_append(&b, sf.nonce, sf.noncelen);
+	s->without_proof = xstrndup(b.data, b.len);
+	b.len = 0;
+	buf_puts(&b, s->client_first_bare);
+	buf_putc(&b, ',');
+	buf_append(&b, msg, len);
+	buf_putc(&b, ',');
+	buf_puts(&b, s->without_proof);
+	s->auth_message = xstrndup(b.data, b.len);
+	buf_free(&b);
 
-	rc = scram_prove(s, md, salt, saltlen, sf.iter, proof);
-	free(salt);
-	forget_password(s);
+	job = xcalloc(1, sizeof(*job));
+	job->mech = s->mech;
+	job->salt = salt;
+	job->saltlen = saltlen;
+	job->iter = sf.iter;
+	*hi = job;
+	if (s->cache != NULL && cache_matches(s->cache, s, salt, saltlen,
+	    sf.iter)) {
+		memcpy(job->salted, s->cache->salted, mbedtls_md_get_size(md));
+		s->cache_hit = 1;
+		forget_password(s);
+		return 0;
+	}
+	job->password = s->password;
+	s->password = NULL;
+	return 1;
+}
+
+/* The client-final-message, from SaltedPassword. */
+static int
+scram_end(struct sasl *s, const struct sasl_hi *hi, struct buf *out,
+    const char **err)
+{
+	const mbedtls_md_info_t *md = scram_md(s->mech);
+	unsigned char proof[SASL_MAX_HASH];
+	char proof64[B64_SIZE(SASL_MAX_HASH)];
+	size_t olen;
+	int rc = hi->rc;
+
+	if (rc == 0 && !s->cache_hit && s->cache != NULL)
+		keep_pending(s, hi, mbedtls_md_get_size(md));
+	if (rc == 0)
+		rc = scram_prove(s, md, hi->salted, proof);
 	if (rc == 0)
 		rc = mbedtls_base64_encode((unsigned char *)proof64,
 		    sizeof(proof64), &olen, proof, mbedtls_md_get_size(md));
 	mbedtls_platform_zeroize(proof, sizeof(proof));
 	if (rc != 0) {
-		buf_free(&without_proof);
 		*err = "crypto failure";
 		return -1;
 	}
-	buf_append(out, without_proof.data, without_proof.len);
+	buf_puts(out, s->without_proof);
 	buf_puts(out, ",p=");
 	buf_append(out, proof64, olen);
-	buf_free(&without_proof);
-	s->step = STEP_PROVED;
 	return 0;
+}
+
+int
+sasl_step_begin(struct sasl *s, const char *challenge, size_t len,
+    struct buf *out, struct sasl_hi **hi, const char **err)
+{
+	struct sasl_hi *job = NULL;
+	int rc;
+
+	*hi = NULL;
+	/* PLAIN is a single message: a challenge is a protocol violation. */
+	if (s->step != STEP_STARTED || s->mech == SASL_PLAIN) {
+		*err = "unexpected challenge";
+		return -1;
+	}
+	rc = scram_begin(s, challenge, len, &job, err);
+	if (rc == -1) {
+		s->step = STEP_FAILED;
+		return -1;
+	}
+	s->step = STEP_DERIVING;
+	if (rc == 0)
+		return sasl_step_end(s, job, out, err);
+	*hi = job;
+	return 1;
+}
+
+int
+sasl_step_end(struct sasl *s, struct sasl_hi *hi, struct buf *out,
+    const char **err)
+{
+	int rc = -1;
+
+	if (s->step != STEP_DERIVING)
+		*err = "unexpected key";
+	else
+		rc = scram_end(s, hi, out, err);
+	sasl_hi_free(hi);
+	s->step = rc == 0 ? STEP_PROVED : STEP_FAILED;
+	return rc;
 }
 
 int
 sasl_step(struct sasl *s, const char *challenge, size_t len, struct buf *out,
     const char **err)
 {
-	/* PLAIN is a single message: a challenge is a protocol violation. */
-	if (s->step != STEP_STARTED || s->mech == SASL_PLAIN) {
-		*err = "unexpected challenge";
-		return -1;
-	}
-	if (scram_step(s, challenge, len, out, err) == -1) {
-		s->step = STEP_FAILED;
-		return -1;
-	}
-	return 0;
+	struct sasl_hi *hi;
+	int rc;
+
+	rc = sasl_step_begin(s, challenge, len, out, &hi, err);
+	if (rc != 1)
+		return rc;
+	sasl_hi(hi);
+	return sasl_step_end(s, hi, out, err);
 }
 
 static int
@@ -758,6 +846,7 @@ sasl_clear(struct sasl *s)
 	free_string(&s->authcid);
 	free_string(&s->client_first_bare);
 	free_string(&s->auth_message);
+	free_string(&s->without_proof);
 	mbedtls_platform_zeroize(s->server_key, sizeof(s->server_key));
 	sasl_cache_clear(&s->pending);
 	s->cache = NULL;

@@ -47,6 +47,7 @@ struct sasl {
 	char		*password;
 	char		*client_first_bare;	/* "n=user,r=cnonce" */
 	char		*auth_message;		/* for the server signature */
+	char		*without_proof;		/* client-final, less "p=" */
 	unsigned char	 server_key[SASL_MAX_HASH];
 	int		 step;
 	struct sasl_cache *cache;		/* the caller's, or NULL */
@@ -125,6 +126,26 @@ int		 sasl_set_offered(struct sasl *, const char *const *mechs,
  */
 int		 sasl_step(struct sasl *, const char *challenge, size_t len,
 		    struct buf *out, const char **err);
+
+/*
+ * sasl_step() in two halves, for a caller that runs PBKDF2 (SCRAM's Hi(),
+ * up to a million iterations) off its event loop.  sasl_step_begin()
+ * returns 0 with the answer in `out' when no PBKDF2 was needed (the cache
+ * had the key), -1 as sasl_step() does, or 1 with a job in `*hi': run
+ * sasl_hi() on it, on any thread, then give it to sasl_step_end(), which
+ * frees it and answers as sasl_step() would.  The job holds copies of what
+ * it needs: nothing else is touched meanwhile.  A job whose exchange was
+ * given up is freed with sasl_hi_free().
+ */
+struct sasl_hi;
+
+int		 sasl_step_begin(struct sasl *, const char *challenge,
+		    size_t len, struct buf *out, struct sasl_hi **hi,
+		    const char **err);
+void		 sasl_hi(struct sasl_hi *);
+int		 sasl_step_end(struct sasl *, struct sasl_hi *,
+		    struct buf *out, const char **err);
+void		 sasl_hi_free(struct sasl_hi *);
 
 /*
  * Check the additional data of <success/> (the server-final-message "v=..."

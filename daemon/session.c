@@ -51,6 +51,7 @@
 #include <mbedtls/platform_util.h>
 
 #include "buf.h"
+#include "kdf.h"
 #include "link.h"
 #include "log.h"
 #include "sasl.h"
@@ -256,6 +257,7 @@ struct session {
 	int			 can_bind;
 	struct sasl		 sasl;
 	struct sasl_cache	 sasl_cache;	/* SaltedPassword for reconnects */
+	struct kdf		*kdf;		/* its PBKDF2, on the pool */
 	int			 scram_pinned;	/* no PLAIN once SCRAM was used */
 	int			 session_required;
 	char			*jid;		/* bound full JID */
@@ -403,6 +405,8 @@ clear_connection(struct session *s)
 {
 	link_close(s->link);
 	stream_reset(s->stream);
+	kdf_cancel(s->kdf);
+	s->kdf = NULL;
 	sasl_clear(&s->sasl);
 	uv_timer_stop(&s->handshake);
 	uv_timer_stop(&s->ping_timer);
@@ -1004,25 +1008,58 @@ out:
 }
 
 static void
+sasl_respond(struct session *s, int rc, struct buf *out, const char *err)
+{
+	if (rc == 0)
+		send_sasl(s, "response", NULL, out);
+	buf_free(out);
+	if (rc != 0)
+		fail(s, "SASL: %s", err);
+}
+
+/* SaltedPassword is ready: the proof can go. */
+static void
+on_key(void *arg, struct sasl_hi *hi)
+{
+	struct session *s = arg;
+	const char *err = NULL;
+	struct buf out;
+	int rc;
+
+	s->kdf = NULL;
+	buf_init(&out);
+	rc = sasl_step_end(&s->sasl, hi, &out, &err);
+	sasl_respond(s, rc, &out, err);
+}
+
+static void
 on_challenge(struct session *s, const struct stream_elem *el)
 {
 	struct xnode *e = el->tree;
+	struct sasl_hi *hi = NULL;
 	struct buf in, out;
 	const char *err = "malformed challenge";
-	int rc = -1;
+	int rc = -1, uverr;
 
 	buf_init(&in);
 	buf_init(&out);
 	if (b64_decode(&in, xnode_text(e)) == 0)
-		rc = sasl_step(&s->sasl, in.data ? in.data : "", in.len, &out,
-		    &err);
-	if (rc == 0)
-		send_sasl(s, "response", NULL, &out);
+		rc = sasl_step_begin(&s->sasl, in.data ? in.data : "", in.len,
+		    &out, &hi, &err);
 	wipe(&in);
 	buf_free(&in);
-	buf_free(&out);
-	if (rc != 0)
-		fail(s, "SASL: %s", err);
+	/* PBKDF2 goes to the pool: the loop carries on meanwhile. */
+	if (rc == 1 && (s->kdf = kdf_start(s->loop, hi, on_key, s,
+	    &uverr)) != NULL) {
+		log_debug("SASL: computing the key on the thread pool");
+		buf_free(&out);
+		return;
+	}
+	if (rc == 1) {
+		rc = -1;
+		err = uv_strerror(uverr);
+	}
+	sasl_respond(s, rc, &out, err);
 }
 
 static void

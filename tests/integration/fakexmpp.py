@@ -205,6 +205,7 @@ class FakeXmppServer:
         self.lsock.bind(("127.0.0.1", 0))
         self.port = self.lsock.getsockname()[1]
         self.connections = 0
+        self.responses = 0      # SCRAM client-final-messages received
         self.sessions = []
         self.errors = []
         self.elements = []
@@ -484,6 +485,7 @@ class FakeXmppServer:
         return "challenged"
 
     def _scram_final(self, sock, e, scram):
+        self.responses += 1
         final = base64.b64decode(e.text).decode()
         without_proof, _, proof = final.rpartition(",p=")
         auth = ",".join([scram["bare"], scram["first"], without_proof])

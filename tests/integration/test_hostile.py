@@ -1036,3 +1036,21 @@ def test_hostile_scram(fake, daemons, name, first, final, reason):
     with d.connect() as c:
         assert is_status(parse_line(c.read_line(5)), "disconnected")
     assert d.alive
+
+
+def test_scram_key_off_the_loop(fake, daemons):
+    """PBKDF2 at the cap (a million iterations: half a second of SHA-1 or
+    more, two of SHA-512) runs on the thread pool: while it runs, a new
+    client gets its first line (the loop is free), and the proof goes out
+    only after; then the login succeeds."""
+    srv = fake(iterations=1000000)
+    d = fake_clawsd(daemons, srv)
+    d.wait_log(r"SASL: computing the key on the thread pool")
+    with d.connect() as c:
+        assert is_status(parse_line(c.read_line(5)), "disconnected")
+        # the loop answered while the key was being computed
+        assert srv.responses == 0, "the proof went out before a client was served"
+    s1 = srv.wait_session(timeout=20)
+    assert srv.responses == 1
+    d.wait_log(r"authenticated as bot@localhost with SCRAM-SHA-1")
+    assert s1.jid

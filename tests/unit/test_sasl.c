@@ -416,6 +416,69 @@ test_bad_server_first(void **state)
 	check_bad_first(nul, sizeof(nul) - 1, "malformed challenge");
 }
 
+/*
+ * The two halves, as the daemon runs them with PBKDF2 on the thread pool:
+ * the same answer as sasl_step(); no PBKDF2 job when the cache has the
+ * key; a job given up is freed whole (ASan); a key for no exchange, or
+ * twice, is refused.
+ */
+static void
+test_two_halves(void **state)
+{
+	struct sasl_cache cache;
+	struct sasl_hi *hi;
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	(void)state;
+	memset(&cache, 0, sizeof(cache));
+	buf_init(&out);
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "user", "pencil",
+	    SHA1_CNONCE, &out), 0);
+	sasl_set_cache(&s, &cache);
+	out.len = 0;
+	assert_int_equal(sasl_step_begin(&s, SHA1_SFIRST, strlen(SHA1_SFIRST),
+	    &out, &hi, &err), 1);
+	assert_non_null(hi);
+	assert_int_equal(out.len, 0);
+	sasl_hi(hi);
+	assert_int_equal(sasl_step_end(&s, hi, &out, &err), 0);
+	assert_string_equal(buf_cstr(&out), SHA1_CFINAL);
+	assert_int_equal(sasl_finish(&s, SHA1_SFINAL, strlen(SHA1_SFINAL),
+	    &err), 0);
+	sasl_clear(&s);
+
+	/* Cached: answered at once. */
+	out.len = 0;
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "user", "pencil",
+	    SHA1_CNONCE, &out), 0);
+	sasl_set_cache(&s, &cache);
+	out.len = 0;
+	assert_int_equal(sasl_step_begin(&s, SHA1_SFIRST, strlen(SHA1_SFIRST),
+	    &out, &hi, &err), 0);
+	assert_null(hi);
+	assert_string_equal(buf_cstr(&out), SHA1_CFINAL);
+	assert_int_equal(sasl_cache_hit(&s), 1);
+	sasl_clear(&s);
+	sasl_cache_clear(&cache);
+
+	/* Given up: the exchange cleared first, the job freed later. */
+	out.len = 0;
+	assert_int_equal(sasl_start(&s, SASL_SCRAM_SHA_1, "user", "pencil",
+	    SHA1_CNONCE, &out), 0);
+	assert_int_equal(sasl_step_begin(&s, SHA1_SFIRST, strlen(SHA1_SFIRST),
+	    &out, &hi, &err), 1);
+	sasl_clear(&s);
+	sasl_hi(hi);
+	out.len = 0;
+	assert_int_equal(sasl_step_end(&s, hi, &out, &err), -1);
+	assert_string_equal(err, "unexpected key");
+	assert_int_equal(out.len, 0);
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
 /* Optional extensions after the iteration count are ignored. */
 static void
 test_server_first_extension(void **state)
@@ -940,6 +1003,7 @@ main(void)
 		cmocka_unit_test(test_mech_names),
 		cmocka_unit_test(test_bad_server_first),
 		cmocka_unit_test(test_server_first_extension),
+		cmocka_unit_test(test_two_halves),
 		cmocka_unit_test(test_escape_user),
 		cmocka_unit_test(test_bad_start),
 		cmocka_unit_test(test_out_of_order),
