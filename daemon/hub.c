@@ -44,6 +44,7 @@ struct hub {
 	void			*arg;
 	uv_pipe_t		*listener;	/* NULL when not listening */
 	char			*path;		/* socket file we created */
+	struct stat		 path_st;	/* its identity */
 	uv_prepare_t		 flush;
 	struct client		*clients;
 	size_t			 nclients;
@@ -442,16 +443,28 @@ check_folder(const char *path)
 	return 0;
 }
 
+/* Whether the file at `path' is the one whose identity is `st'. */
+static int
+same_file(const char *path, const struct stat *st)
+{
+	struct stat now;
+
+	return lstat(path, &now) == 0 && now.st_dev == st->st_dev &&
+	    now.st_ino == st->st_ino;
+}
+
 /*
  * A socket file at `path' is either held by a live daemon (refuse to start)
- * or left over by one that died (remove it).  Anything else is not ours.
+ * or left over by one that died (remove it).  Only ECONNREFUSED says that
+ * nobody listens: EACCES and the like say nothing, and the file may well
+ * be another daemon's.
  */
 static int
 clear_stale(const char *path)
 {
 	struct sockaddr_un sun;
 	struct stat st;
-	int fd, rc;
+	int fd, rc, err;
 
 	if (lstat(path, &st) != 0)
 		return errno == ENOENT ? 0 : -1;
@@ -459,17 +472,31 @@ clear_stale(const char *path)
 		log_error("socket: %s exists and is not a socket", path);
 		return -1;
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	/* Non-blocking: a daemon too busy to accept still counts as alive. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		log_error("socket: %s", strerror(errno));
 		return -1;
+	}
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	err = errno;
 	close(fd);
-	if (rc == 0) {
+	if (rc == 0 || err == EAGAIN) {
 		log_error("socket: %s: another daemon is listening there",
 		    path);
+		return -1;
+	}
+	if (err != ECONNREFUSED) {
+		log_error("socket: %s: cannot tell whether a daemon listens "
+		    "there: %s", path, strerror(err));
+		return -1;
+	}
+	/* Not if another daemon has put its own there meanwhile. */
+	if (!same_file(path, &st)) {
+		log_error("socket: %s: replaced while being checked", path);
 		return -1;
 	}
 	log_info("socket: removing stale %s", path);
@@ -496,20 +523,20 @@ set_group(const char *path, gid_t gid)
 }
 
 /*
- * Bind under a temporary name with no access for anyone else, set the mode
- * and group, then rename into place: the socket is never more open than
- * configured, and a client never finds it half set up.
+ * A listening socket under a temporary name in the socket's folder, with
+ * no access for anyone else until its mode and group are set: it is never
+ * more open than configured.  `st' gets its identity.
  */
 static int
-bind_socket(const struct conf *conf)
+bind_socket(const struct conf *conf, char *tmp, size_t size,
+    struct stat *st)
 {
 	struct sockaddr_un sun;
-	char tmp[sizeof(sun.sun_path)];
 	mode_t old;
 	int fd, rc;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%ld", conf->socket_path,
-	    (long)getpid()) >= sizeof(tmp)) {
+	if ((size_t)snprintf(tmp, size, "%s.%ld", conf->socket_path,
+	    (long)getpid()) >= size) {
 		log_error("socket: path too long: %s", conf->socket_path);
 		return -1;
 	}
@@ -532,14 +559,38 @@ bind_socket(const struct conf *conf)
 	}
 	if (chmod(tmp, conf->socket_mode) != 0 ||
 	    set_group(tmp, conf->socket_gid) != 0 ||
-	    listen(fd, 128) != 0 ||
-	    rename(tmp, conf->socket_path) != 0) {
-		log_error("socket: %s: %s", conf->socket_path, strerror(errno));
+	    listen(fd, 128) != 0 || lstat(tmp, st) != 0) {
+		log_error("socket: %s: %s", tmp, strerror(errno));
 		unlink(tmp);
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+/*
+ * Put the socket at `tmp' in place.  link() takes the path only if it is
+ * free, atomically: of two daemons starting at once, one gets it and the
+ * other fails, where a rename would let each replace the other's.  Our own
+ * socket (a reload with the same path) is replaced in one step: rename.
+ */
+static int
+place_socket(const char *tmp, const char *path, int ours)
+{
+	int rc = ours ? rename(tmp, path) : link(tmp, path);
+
+	if (rc != 0) {
+		if (errno == EEXIST)
+			log_error("socket: %s: taken by another daemon "
+			    "meanwhile", path);
+		else
+			log_error("socket: %s: %s", path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	if (!ours)
+		unlink(tmp);
+	return 0;
 }
 
 static void
@@ -548,33 +599,87 @@ on_listener_closed(uv_handle_t *handle)
 	free(handle);
 }
 
+static uv_pipe_t *
+open_listener(struct hub *h, int fd)
+{
+	uv_pipe_t *l = xcalloc(1, sizeof(*l));
+	int rc;
+
+	if ((rc = uv_pipe_init(h->loop, l, 0)) != 0) {
+		log_error("socket: %s", uv_strerror(rc));
+		free(l);
+		close(fd);
+		return NULL;
+	}
+	l->data = h;
+	/* Once open, the descriptor is the pipe's: uv_close closes it. */
+	if ((rc = uv_pipe_open(l, fd)) != 0)
+		close(fd);
+	else if ((rc = uv_listen((uv_stream_t *)l, 128, on_connection)) == 0)
+		return l;
+	log_error("socket: listen: %s", uv_strerror(rc));
+	uv_close((uv_handle_t *)l, on_listener_closed);
+	return NULL;
+}
+
+/* Is the file at `path' still the socket we created? */
+static int
+owns(const struct hub *h, const char *path)
+{
+	return h->path != NULL && strcmp(h->path, path) == 0 &&
+	    same_file(path, &h->path_st);
+}
+
+/*
+ * Close the listener, and remove its file unless `replaced' or no longer
+ * ours (another daemon may have taken the path since).
+ */
+static void
+drop_listener(struct hub *h, int replaced)
+{
+	if (h->listener != NULL)
+		uv_close((uv_handle_t *)h->listener, on_listener_closed);
+	h->listener = NULL;
+	if (h->path != NULL && !replaced && owns(h, h->path))
+		unlink(h->path);
+	free(h->path);
+	h->path = NULL;
+}
+
+/*
+ * The new listener is set up in full before the old one (a reload) goes:
+ * if anything fails, the old one is kept.
+ */
 int
 hub_listen(struct hub *h, const struct conf *conf, int fd)
 {
+	char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int own_fd = fd < 0, ours = own_fd && owns(h, conf->socket_path);
+	struct stat st;
 	uv_pipe_t *l;
-	int rc;
 
 	hub_configure(h, conf);
-	if (fd < 0) {
+	if (own_fd) {
 		if (check_folder(conf->socket_path) != 0 ||
-		    clear_stale(conf->socket_path) != 0)
+		    (!ours && clear_stale(conf->socket_path) != 0))
 			return -1;
-		fd = bind_socket(conf);
-		if (fd < 0)
+		if ((fd = bind_socket(conf, tmp, sizeof(tmp), &st)) < 0)
 			return -1;
-		h->path = xstrdup(conf->socket_path);
 	}
-	l = xcalloc(1, sizeof(*l));
-	uv_pipe_init(h->loop, l, 0);
-	l->data = h;
-	h->listener = l;
-	rc = uv_pipe_open(l, fd);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)l, 128, on_connection);
-	if (rc != 0) {
-		log_error("socket: listen: %s", uv_strerror(rc));
-		hub_unlisten(h);
+	if ((l = open_listener(h, fd)) == NULL) {
+		if (own_fd)
+			unlink(tmp);
 		return -1;
+	}
+	if (own_fd && place_socket(tmp, conf->socket_path, ours) != 0) {
+		uv_close((uv_handle_t *)l, on_listener_closed);
+		return -1;
+	}
+	drop_listener(h, ours);
+	h->listener = l;
+	if (own_fd) {
+		h->path = xstrdup(conf->socket_path);
+		h->path_st = st;
 	}
 	log_info("socket: listening on %s",
 	    h->path ? h->path : "the socket passed by systemd");
@@ -584,15 +689,7 @@ hub_listen(struct hub *h, const struct conf *conf, int fd)
 void
 hub_unlisten(struct hub *h)
 {
-	if (h->listener != NULL) {
-		uv_close((uv_handle_t *)h->listener, on_listener_closed);
-		h->listener = NULL;
-	}
-	if (h->path != NULL) {
-		unlink(h->path);
-		free(h->path);
-		h->path = NULL;
-	}
+	drop_listener(h, 0);
 }
 
 void

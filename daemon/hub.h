@@ -28,10 +28,13 @@ void		 hub_free(struct hub *);
 void		 hub_configure(struct hub *, const struct conf *);
 /*
  * Listen on the configured path, or on an inherited socket `fd' when >= 0.
- * Returns 0, or -1 with the reason logged.
+ * Returns 0, or -1 with the reason logged.  Called again (a reload), the
+ * new socket replaces the old one once it is set up; on failure the old
+ * one is kept.
  */
 int		 hub_listen(struct hub *, const struct conf *, int fd);
-/* Stop accepting clients and remove the socket file we created. */
+/* Stop accepting clients; remove the socket file we created, if it is
+ * still ours. */
 void		 hub_unlisten(struct hub *);
 /* Send a line (ending in \n) to every client. */
 void		 hub_broadcast(struct hub *, const char *line, size_t len);

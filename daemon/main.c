@@ -179,14 +179,13 @@ reload_conf(struct clawsd *d)
 	/* systemd's socket is the socket: path, mode and group do not apply. */
 	if (d->listen_fd >= 0)
 		sock = 0;
-	if (sock)
-		hub_unlisten(d->hub);
 	conf_free(&d->conf);
 	d->conf = next;
 	apply_log_level(&d->conf, d->verbose);
 	hub_configure(d->hub, &d->conf);
 	if (sock && hub_listen(d->hub, &d->conf, -1) != 0)
-		log_error("reload: the socket could not be re-created");
+		log_error("reload: the socket could not be re-created, "
+		    "keeping the old one");
 	if (session_configure(d->session, &d->conf) != 0)
 		log_error("reload: TLS settings could not be loaded");
 	if (xmpp) {
