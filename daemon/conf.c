@@ -39,6 +39,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <mbedtls/x509_crt.h>
+
 #include <ini.h>
 #include <mbedtls/platform_util.h>
 
@@ -680,13 +682,19 @@ set_tls(struct loader *ld, enum key_id id, const char *v)
 		bad_value(ld, id, "expected starttls, direct or none", v);
 }
 
-/* Checked now, so that `clawsd -t' catches it rather than the first connect. */
+/*
+ * Checked now, so that `clawsd -t' catches it rather than the first connect,
+ * and loaded as link.c will load it (a file with no certificate mbedtls can
+ * read fails there): a file that passes here never stops the daemon, at
+ * start or on a reload.
+ */
 static void
 set_ca_file(struct loader *ld, enum key_id id, const char *v)
 {
 	char q[QUOTE_MAX];
+	mbedtls_x509_crt ca;
 	struct stat st;
-	int fd;
+	int fd, rc;
 
 	fd = open(v, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd == -1) {
@@ -700,6 +708,14 @@ set_ca_file(struct loader *ld, enum key_id id, const char *v)
 		return;
 	}
 	close(fd);
+	mbedtls_x509_crt_init(&ca);
+	rc = mbedtls_x509_crt_parse_file(&ca, v);
+	mbedtls_x509_crt_free(&ca);
+	if (rc < 0) {
+		key_report(ld, ld->line, id, "no certificate could be loaded "
+		    "from %s", quote(q, v));
+		return;
+	}
 	replace(field(ld, id), v);
 }
 

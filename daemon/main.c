@@ -161,11 +161,15 @@ apply_log_level(const struct conf *c, int verbose)
 	log_set_level(verbose ? LOG_LEVEL_DEBUG : (enum log_level)c->log_level);
 }
 
-/* SIGHUP: a bad file is reported and the running configuration kept. */
+/*
+ * SIGHUP: a bad file is reported and the running configuration kept; so is
+ * one whose TLS settings cannot be loaded (the session would otherwise go
+ * on with the old ones under the new file's name).
+ */
 static void
 reload_conf(struct clawsd *d)
 {
-	struct conf next;
+	struct conf next, old;
 	int xmpp, sock;
 
 	log_info("reloading %s", d->conf_path);
@@ -179,15 +183,22 @@ reload_conf(struct clawsd *d)
 	/* systemd's socket is the socket: path, mode and group do not apply. */
 	if (d->listen_fd >= 0)
 		sock = 0;
-	conf_free(&d->conf);
+	/* The session reads d->conf: it sees the new one from here on. */
+	old = d->conf;
 	d->conf = next;
+	if (session_configure(d->session, &d->conf) != 0) {
+		d->conf = old;
+		conf_free(&next);
+		log_error("reload: the TLS settings of %s cannot be loaded, "
+		    "keeping the running configuration", d->conf_path);
+		return;
+	}
+	conf_free(&old);
 	apply_log_level(&d->conf, d->verbose);
 	hub_configure(d->hub, &d->conf);
 	if (sock && hub_listen(d->hub, &d->conf, -1) != 0)
 		log_error("reload: the socket could not be re-created, "
 		    "keeping the old one");
-	if (session_configure(d->session, &d->conf) != 0)
-		log_error("reload: TLS settings could not be loaded");
 	if (xmpp) {
 		log_info("reload: [xmpp] changed, reconnecting");
 		session_restart(d->session);

@@ -1838,10 +1838,13 @@ session_configure(struct session *s, const struct conf *conf)
 		.verify = conf->tls_verify,
 	};
 
+	/* TLS first: if it cannot be loaded, nothing changes. */
+	if (link_configure(s->link, &tls) != 0)
+		return -1;
 	s->conf = conf;
 	s->delay_ms = (uint64_t)conf->reconnect_delay * 1000;
 	stream_set_max(s->stream, conf->max_stanza_size);
-	return link_configure(s->link, &tls);
+	return 0;
 }
 
 void

@@ -25,6 +25,19 @@
 
 #define SECRET	"hunter2-s3cret"
 
+/* A CA certificate (self-signed, P-256), for ca_file. */
+#define TEST_CA	"-----BEGIN CERTIFICATE-----\n" \
+	"MIIBkjCCATmgAwIBAgIUVlPW1cQaqBwfDRDyxtcYdzzF3ucwCgYIKoZIzj0EAwIw\n" \
+	"HjEcMBoGA1UEAwwTY2xhd3NkIHRlc3RfY29uZiBDQTAgFw0yNjEyMDYwMTQyMTVa\n" \
+	"GA8yMTI2MTExMjAxNDIxNVowHjEcMBoGA1UEAwwTY2xhd3NkIHRlc3RfY29uZiBD\n" \
+	"QTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABNDqj4mQXGM7hRIG3ZCwqH+8ysSp\n" \
+	"B5OQGzgTsGYo8C403EN4V0zs9+0DfBFnQvGwCIaTMp/KPWABO1ZBBFCizhujUzBR\n" \
+	"MB0GA1UdDgQWBBTjavGHLUE/Yy6mHtThKz76RxjvujAfBgNVHSMEGDAWgBTjavGH\n" \
+	"LUE/Yy6mHtThKz76RxjvujAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cA\n" \
+	"MEQCIFKfoTR7CZcMcRNgfCADH9RJ0UXTx5Hgk0MtUOWX08d/AiBRDGo8hrhiUxsL\n" \
+	"lOHvAigiBNvpTXrclvMNBw39xeArkw==\n" \
+	"-----END CERTIFICATE-----\n"
+
 struct fx {
 	char	 dir[64];
 	char	 conf[128];		/* dir/clawsd.conf */
@@ -220,7 +233,7 @@ test_every_key(void **state)
 {
 	struct fx *fx = *state;
 	struct group *gr = getgrgid(getgid());
-	const char *ca = write_str(fx, "ca.pem", "not checked here\n");
+	const char *ca = write_str(fx, "ca.pem", TEST_CA);
 	const char *text;
 	struct conf c;
 
@@ -651,6 +664,32 @@ test_bad_values(void **state)
 	    "\"trace\"");
 }
 
+/*
+ * A CA file is loaded as the daemon will load it: one that has no
+ * certificate would stop the daemon at start, or leave a reload with the
+ * old TLS settings, so `clawsd -t' refuses it.
+ */
+static void
+test_ca_file_not_certificates(void **state)
+{
+	struct fx *fx = *state;
+	const char *junk = write_str(fx, "junk.pem", "not a certificate\n");
+	const char *empty = write_str(fx, "empty.pem", "");
+	const char *cut = write_str(fx, "cut.pem", "-----BEGIN CERTIFICATE-----\n"
+	    "MIIBkjCCATmgAwIBAgIUVlPW1cQaqBwfDRDyxtcYdzzF3ucwCgYIKoZIzj0EAwIw\n"
+	    "-----END CERTIFICATE-----\n");
+
+	expect_errors(fx, fmt(fx, MINIMAL "ca_file = %s\n", junk),
+	    fmt(fx, "5: [xmpp] ca_file: no certificate could be loaded from "
+	    "\"%s\"", junk));
+	expect_errors(fx, fmt(fx, MINIMAL "ca_file = %s\n", empty),
+	    fmt(fx, "5: [xmpp] ca_file: no certificate could be loaded from "
+	    "\"%s\"", empty));
+	expect_errors(fx, fmt(fx, MINIMAL "ca_file = %s\n", cut),
+	    fmt(fx, "5: [xmpp] ca_file: no certificate could be loaded from "
+	    "\"%s\"", cut));
+}
+
 static void
 test_more_bad_values(void **state)
 {
@@ -943,6 +982,7 @@ main(void)
 		T(test_long_line_and_nul),
 		T(test_unknown_and_duplicates),
 		T(test_bad_values),
+		T(test_ca_file_not_certificates),
 		T(test_more_bad_values),
 		T(test_missing_required),
 		T(test_password_conflict),
