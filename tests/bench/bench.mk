@@ -3,7 +3,7 @@
 
 BENCH_DIR	 = tests/bench
 BENCH_B		 = $(B)/bench
-BENCH_TOOLS	 = xmppd sub pub strophe_relay expat_limit tls_limit
+BENCH_TOOLS	 = xmppd sub pub strophe_relay expat_limit tls_limit pbkdf2_limit
 BENCH_BIN	 = $(addprefix $(BENCH_B)/,$(BENCH_TOOLS))
 BENCH_CFLAGS	 = -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow \
 		   -Wstrict-prototypes -Wmissing-prototypes
@@ -17,6 +17,7 @@ $(BENCH_B)/strophe_relay: LIBS = \
 	-lexpat
 $(BENCH_B)/expat_limit: LIBS = -lexpat
 $(BENCH_B)/tls_limit: LIBS = -lmbedcrypto
+$(BENCH_B)/pbkdf2_limit: LIBS = -lmbedcrypto
 
 $(BENCH_B)/%: $(BENCH_DIR)/%.c $(BENCH_DIR)/stanza.h
 	@mkdir -p $(dir $@)

@@ -491,6 +491,13 @@ def alone(lim):
         lim[key] = max(v, lim.get(key, 0.0))
 
 
+def pbkdf2():
+    """Seconds of PBKDF2 at sasl.c's cap, per hash: what one SCRAM login
+    costs (on the thread pool: daemon/kdf.c)."""
+    out = run([tool("pbkdf2_limit"), "-r", "3"]).splitlines()
+    return [(f.split()[1], int(f.split()[2]), int(f.split()[3]) / 1e9) for f in out]
+
+
 def best(key, relay, v):
     """Keep the best of the repeated runs; a failure only if all failed."""
     old = R.rows.get((key, relay))
@@ -685,6 +692,11 @@ def table(lim, v):
             if parts:
                 out.append(f"{head[r]} vs single-thread limit ({tlsname}): "
                            + ", ".join(parts))
+    if lim.get("pbkdf2"):
+        iters = lim["pbkdf2"][0][1]
+        out.append(f"SCRAM PBKDF2 at the cap ({iters:,} iterations, on the "
+                   "thread pool): " + ", ".join(f"{name} {sec:.2f} s"
+                                                for name, _, sec in lim["pbkdf2"]))
     if R.notes:
         out.append("")
         out.extend("note: " + n for n in R.notes)
@@ -694,7 +706,8 @@ def table(lim, v):
 def main():
     global TMP
     missing = [t for t in ("xmppd", "sub", "pub", "strophe_relay",
-                           "expat_limit", "tls_limit") if not os.access(tool(t), os.X_OK)]
+                           "expat_limit", "tls_limit", "pbkdf2_limit")
+               if not os.access(tool(t), os.X_OK)]
     if missing or not os.access(CLAWSD, os.X_OK):
         sys.exit("bench: build first: make bench (missing: " +
                  " ".join(missing + ([] if os.access(CLAWSD, os.X_OK)
@@ -751,6 +764,7 @@ def main():
         if want("limits"):
             progress("limits")
             alone(lim)
+            lim["pbkdf2"] = pbkdf2()
             for d in ("blast", "sink"):
                 for t in (True, False):
                     lim[f"ceil-{d}-{'tls' if t else 'plain'}"] = \
