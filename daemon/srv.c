@@ -419,6 +419,10 @@ srv_cancel(struct srv_query *q)
 	if (q == NULL)
 		return;
 	q->cancelled = 1;
+	/*
+	 * A lookup not started yet never will be; one under way (UV_EBUSY)
+	 * ends and sees `cancelled'.  Either way lookup_done frees it.
+	 */
 	for (i = 0; i < 2; i++)
-		uv_cancel((uv_req_t *)&q->lk[i].work);
+		(void)uv_cancel((uv_req_t *)&q->lk[i].work);
 }
