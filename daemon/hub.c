@@ -343,21 +343,39 @@ log_peer(struct client *c)
 		log_info("client %lu: connected", c->id);
 }
 
+/* Start reading a client; one that cannot be read is closed. */
+static void
+client_read(struct client *c)
+{
+	int rc;
+
+	if ((rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc,
+	    on_read)) != 0) {
+		log_warn("client %lu: read: %s", c->id, uv_strerror(rc));
+		client_close(c);
+	}
+}
+
 static void
 on_connection(uv_stream_t *server, int status)
 {
 	struct hub *h = server->data;
 	struct client *c;
+	int rc;
 
 	if (status < 0) {
 		log_warn("socket: accept: %s", uv_strerror(status));
 		return;
 	}
 	c = xcalloc(1, sizeof(*c));
+	if ((rc = uv_pipe_init(h->loop, &c->pipe, 0)) != 0) {
+		log_error("socket: %s", uv_strerror(rc));
+		free(c);
+		return;
+	}
 	c->hub = h;
 	c->id = ++h->next_id;
 	fan_queue_init(&c->out);
-	uv_pipe_init(h->loop, &c->pipe, 0);
 	c->pipe.data = c;
 	c->next = h->clients;
 	if (h->clients)
@@ -381,7 +399,7 @@ on_connection(uv_stream_t *server, int status)
 	}
 	client_send(c, h->status.data, h->status.len);
 	if (!h->paused)
-		uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+		client_read(c);
 }
 
 struct hub *
@@ -392,9 +410,12 @@ hub_new(uv_loop_t *loop, const struct hub_cb *cb, void *arg)
 	h->loop = loop;
 	h->cb = cb;
 	h->arg = arg;
+	if (uv_prepare_init(loop, &h->flush) != 0) {
+		free(h);
+		return NULL;
+	}
 	buf_init(&h->status);
 	fan_init(&h->fan);
-	uv_prepare_init(loop, &h->flush);
 	h->flush.data = h;
 	return h;
 }
@@ -737,19 +758,20 @@ hub_drain(struct hub *h)
 void
 hub_pause(struct hub *h, int paused)
 {
-	struct client *c;
+	struct client *c, *next;
 
 	if (h->paused == paused)
 		return;
 	h->paused = paused;
-	for (c = h->clients; c != NULL; c = c->next) {
+	for (c = h->clients; c != NULL; c = next) {
+		next = c->next;
 		if (c->closing || c->frame == NULL)
 			continue;
+		/* uv_read_stop cannot fail (libuv's documentation). */
 		if (paused)
 			uv_read_stop((uv_stream_t *)&c->pipe);
 		else
-			uv_read_start((uv_stream_t *)&c->pipe, on_alloc,
-			    on_read);
+			client_read(c);
 	}
 }
 

@@ -22,6 +22,7 @@ struct hub_cb {
 
 struct hub;
 
+/* NULL when libuv cannot set up its handle. */
 struct hub	*hub_new(uv_loop_t *, const struct hub_cb *, void *arg);
 void		 hub_free(struct hub *);
 /* Apply limits from the configuration (clients keep their connections). */
