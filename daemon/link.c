@@ -14,6 +14,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "buf.h"
+#include "compat_mbedtls.h"
 #include "link.h"
 #include "log.h"
 
@@ -255,8 +256,7 @@ tlsconf_new(const struct link_tls *t)
 		log_error("TLS: cannot set up the configuration");
 		goto fail;
 	}
-	mbedtls_ssl_conf_min_version(c, MBEDTLS_SSL_MAJOR_VERSION_3,
-	    MBEDTLS_SSL_MINOR_VERSION_3);
+	compat_ssl_conf_versions(c);
 	mbedtls_ssl_conf_authmode(c, t->verify ? MBEDTLS_SSL_VERIFY_REQUIRED :
 	    MBEDTLS_SSL_VERIFY_NONE);
 	mbedtls_ssl_conf_ca_chain(c, &tc->ca, NULL);
@@ -348,7 +348,7 @@ handshake(struct link *l)
 		return -1;
 	}
 	l->state = LINK_OPEN;
-	log_debug("TLS: %s with %s", mbedtls_ssl_get_version(&l->ssl),
+	log_info("TLS: %s with %s", mbedtls_ssl_get_version(&l->ssl),
 	    mbedtls_ssl_get_ciphersuite(&l->ssl));
 	return 1;
 }
@@ -374,10 +374,15 @@ tls_open(struct link *l)
 {
 	int rc;
 
-	while ((rc = mbedtls_ssl_read(&l->ssl, (unsigned char *)l->rbuf,
-	    RECORD_MAX)) > 0)
-		if (deliver(l, l->rbuf, (size_t)rc) != 0)
-			return;
+	for (;;) {
+		rc = mbedtls_ssl_read(&l->ssl, (unsigned char *)l->rbuf,
+		    RECORD_MAX);
+		if (rc > 0) {
+			if (deliver(l, l->rbuf, (size_t)rc) != 0)
+				return;
+		} else if (!compat_ssl_read_again(rc))
+			break;
+	}
 	if (l->rx_off == l->rx.len)
 		l->rx.len = l->rx_off = 0;
 	if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)

@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include <expat.h>
-#include <mbedtls/version.h>
 #include <uv.h>
 
+#include "compat_mbedtls.h"
 #include "conf.h"
 #include "hub.h"
 #include "log.h"
@@ -50,8 +50,8 @@ version(void)
 	char tls[32];
 
 	mbedtls_version_get_string(tls);
-	printf("clawsd %s\nlibuv %s\n%s\nmbedtls %s\n", CLAWSD_VERSION,
-	    uv_version_string(), XML_ExpatVersion(), tls);
+	printf("clawsd %s\nlibuv %s\n%s\nmbedtls %s (%s)\n", CLAWSD_VERSION,
+	    uv_version_string(), XML_ExpatVersion(), tls, COMPAT_TLS_VERSIONS);
 }
 
 static void
@@ -355,6 +355,10 @@ main(int argc, char **argv)
 	 * threshold after the first free and keep them.
 	 */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	if (compat_crypto_init() != 0) {
+		log_error("TLS: cannot initialise the crypto library");
+		return 1;
+	}
 	if (uv_loop_init(&d.loop) != 0) {
 		log_error("cannot create the event loop");
 		return 1;

@@ -17,9 +17,9 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/md.h>
-#include <mbedtls/pkcs5.h>
 #include <mbedtls/platform_util.h>
 
+#include "compat_mbedtls.h"
 #include "sasl.h"
 
 /*
@@ -409,17 +409,10 @@ void
 sasl_hi(struct sasl_hi *hi)
 {
 	const mbedtls_md_info_t *md = scram_md(hi->mech);
-	mbedtls_md_context_t ctx;
-	size_t hlen = mbedtls_md_get_size(md);
 
-	mbedtls_md_init(&ctx);
-	hi->rc = mbedtls_md_setup(&ctx, md, 1);
-	if (hi->rc == 0)
-		hi->rc = mbedtls_pkcs5_pbkdf2_hmac(&ctx,
-		    (const unsigned char *)hi->password, strlen(hi->password),
-		    hi->salt, hi->saltlen, (unsigned int)hi->iter,
-		    (uint32_t)hlen, hi->salted);
-	mbedtls_md_free(&ctx);
+	hi->rc = compat_pbkdf2_hmac(md, (const unsigned char *)hi->password,
+	    strlen(hi->password), hi->salt, hi->saltlen, (unsigned int)hi->iter,
+	    (uint32_t)mbedtls_md_get_size(md), hi->salted);
 }
 
 void

@@ -6,7 +6,7 @@ BENCH_B		 = $(B)/bench
 BENCH_TOOLS	 = xmppd sub pub strophe_relay expat_limit tls_limit pbkdf2_limit
 BENCH_BIN	 = $(addprefix $(BENCH_B)/,$(BENCH_TOOLS))
 BENCH_CFLAGS	 = -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow \
-		   -Wstrict-prototypes -Wmissing-prototypes
+		   -Wstrict-prototypes -Wmissing-prototypes -Idaemon
 ifneq ($(shell grep -s XML_SetReparseDeferralEnabled /usr/include/expat.h),)
 BENCH_CFLAGS	+= -DHAVE_XML_REPARSE_DEFERRAL
 endif

@@ -54,10 +54,11 @@
 #include <mbedtls/md.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/pk.h>
-#include <mbedtls/pkcs5.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
+#include "compat_expat.h"
+#include "compat_mbedtls.h"
 #include "stanza.h"
 
 #define RBUF_SIZE	(256 * 1024)	/* one read(2) */
@@ -443,6 +444,8 @@ tls_init(void)
 {
 	int rc;
 
+	if (compat_crypto_init() != 0)
+		die("cannot initialise the crypto library");
 	mbedtls_entropy_init(&entropy);
 	mbedtls_ctr_drbg_init(&drbg);
 	if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
@@ -454,15 +457,14 @@ tls_init(void)
 		mbedtls_ssl_config_init(&srvconf);
 		if ((rc = mbedtls_x509_crt_parse_file(&srvcert, opt.cert)) != 0)
 			tls_die(opt.cert, rc);
-		if ((rc = mbedtls_pk_parse_keyfile(&srvkey, opt.key, NULL))
-		    != 0)
+		if ((rc = compat_pk_parse_keyfile(&srvkey, opt.key,
+		    mbedtls_ctr_drbg_random, &drbg)) != 0)
 			tls_die(opt.key, rc);
 		if (mbedtls_ssl_config_defaults(&srvconf, MBEDTLS_SSL_IS_SERVER,
 		    MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT))
 			die("ssl_config_defaults");
 		mbedtls_ssl_conf_rng(&srvconf, mbedtls_ctr_drbg_random, &drbg);
-		mbedtls_ssl_conf_min_version(&srvconf,
-		    MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+		compat_ssl_conf_tls12_only(&srvconf);
 		if ((rc = mbedtls_ssl_conf_own_cert(&srvconf, &srvcert,
 		    &srvkey)) != 0)
 			tls_die("own_cert", rc);
@@ -518,18 +520,14 @@ static void
 scram_init(void)
 {
 	const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA1);
-	mbedtls_md_context_t ctx;
 	unsigned char salted[20], client_key[20];
 	size_t olen;
 
-	mbedtls_md_init(&ctx);
-	if (mbedtls_md_setup(&ctx, md, 1) != 0 ||
-	    mbedtls_pkcs5_pbkdf2_hmac(&ctx,
-	    (const unsigned char *)opt.password, strlen(opt.password),
-	    (const unsigned char *)SCRAM_SALT, strlen(SCRAM_SALT),
-	    (unsigned)opt.iterations, sizeof(salted), salted) != 0)
+	if (compat_pbkdf2_hmac(md, (const unsigned char *)opt.password,
+	    strlen(opt.password), (const unsigned char *)SCRAM_SALT,
+	    strlen(SCRAM_SALT), (unsigned)opt.iterations, sizeof(salted),
+	    salted) != 0)
 		die("PBKDF2");
-	mbedtls_md_free(&ctx);
 	hmac(salted, 20, "Client Key", 10, client_key);
 	mbedtls_md(md, client_key, 20, stored_key);
 	hmac(salted, 20, "Server Key", 10, server_key);
@@ -686,8 +684,8 @@ static void
 stop_parser(struct conn *c, enum stop why)
 {
 	c->stop = why;
-	c->stop_pos = (uint64_t)XML_GetCurrentByteIndex(c->xp) +
-	    (uint64_t)XML_GetCurrentByteCount(c->xp);
+	c->stop_pos = (uint64_t)compat_xml_byte_index(c->xp) +
+	    compat_xml_byte_count(c->xp);
 	XML_StopParser(c->xp, XML_FALSE);
 }
 
