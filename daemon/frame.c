@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compat_expat.h"
 #include "frame.h"
 #include "stream.h"
 #include "xmlp.h"
@@ -176,14 +177,16 @@ static int
 markup_declaration(struct frame *f)
 {
 	const char *ctx;
-	int off, size;
+	int64_t off;
+	uint64_t size;
 
 	if (XML_GetErrorCode(f->x.parser) != XML_ERROR_INVALID_TOKEN &&
 	    XML_GetErrorCode(f->x.parser) != XML_ERROR_SYNTAX)
 		return 0;
 	/* Expat points at the letter after "<!". */
-	ctx = XML_GetInputContext(f->x.parser, &off, &size);
-	return ctx != NULL && off >= 2 && off < size && ctx[off - 2] == '<' &&
+	ctx = compat_xml_input_context(f->x.parser, &off, &size);
+	return ctx != NULL && off >= 2 && (uint64_t)off < size &&
+	    ctx[off - 2] == '<' &&
 	    ctx[off - 1] == '!' && ctx[off] >= 'A' && ctx[off] <= 'Z';
 }
 

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compat_expat.h"
 #include "stream.h"
 #include "xmlp.h"
 #include "xmlw.h"
@@ -296,9 +297,9 @@ stream_feed(struct stream *s, const char *data, size_t len, const char **err)
 	}
 	if (s->fault == NULL && st != XML_STATUS_OK) {
 		snprintf(s->errbuf, sizeof(s->errbuf),
-		    "not-well-formed: %s at line %lu",
+		    "not-well-formed: %s at line %llu",
 		    XML_ErrorString(XML_GetErrorCode(s->x.parser)),
-		    XML_GetCurrentLineNumber(s->x.parser));
+		    (unsigned long long)compat_xml_line(s->x.parser));
 		s->fault = s->errbuf;
 	}
 	/* Expat holds an unfinished token in memory: bound it here. */

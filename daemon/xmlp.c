@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "compat_expat.h"
 #include "stream.h"
 #include "xmlp.h"
 #include "xmlw.h"
@@ -108,12 +109,12 @@ xmlp_stanza_name(const char *name)
 unsigned long long
 xmlp_event_start(const struct xmlp *x)
 {
-	return (unsigned long long)XML_GetCurrentByteIndex(x->parser);
+	return (unsigned long long)compat_xml_byte_index(x->parser);
 }
 
 unsigned long long
 xmlp_event_end(const struct xmlp *x)
 {
-	return (unsigned long long)XML_GetCurrentByteIndex(x->parser) +
-	    (unsigned long long)XML_GetCurrentByteCount(x->parser);
+	return (unsigned long long)compat_xml_byte_index(x->parser) +
+	    compat_xml_byte_count(x->parser);
 }

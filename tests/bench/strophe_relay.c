@@ -46,6 +46,8 @@
 #include <expat.h>
 #include <strophe.h>
 
+#include "compat_expat.h"
+
 #define MAX_CLIENTS	64
 #define READ_SIZE	(1024 * 1024)
 #define SENDQ_HIGH	1024		/* queued sends: stop reading clients */
@@ -231,7 +233,7 @@ on_cstart(void *ud, const XML_Char *name, const XML_Char **atts)
 	(void)name;
 	(void)atts;
 	if (++c->depth == 2)
-		c->start = (uint64_t)XML_GetCurrentByteIndex(c->xp);
+		c->start = (uint64_t)compat_xml_byte_index(c->xp);
 }
 
 static void XMLCALL
@@ -243,8 +245,8 @@ on_cend(void *ud, const XML_Char *name)
 	(void)name;
 	if (c->depth-- != 2)
 		return;
-	end = (uint64_t)XML_GetCurrentByteIndex(c->xp) +
-	    (uint64_t)XML_GetCurrentByteCount(c->xp);
+	end = (uint64_t)compat_xml_byte_index(c->xp) +
+	    compat_xml_byte_count(c->xp);
 	c->last_end = end;
 	if (!up) {
 		client_send(c, ERR_DOWN, sizeof(ERR_DOWN) - 1);
