@@ -78,6 +78,12 @@ check: deps
 	$(MAKE) fuzz-regress
 	$(MAKE) asan-check
 
+# The same `make check' inside a Debian 13 root (tests/debian13.sh; as root):
+# DEBIAN13_TARGETS="unit" for a part of it.
+DEBIAN13_TARGETS ?= check
+check-debian13:
+	sh tests/debian13.sh $(DEBIAN13_TARGETS)
+
 demo: deps clawsd
 	$(PYTHON) tests/demo.py
 
@@ -118,7 +124,8 @@ uninstall:
 	rm -f $(DESTDIR)$(MANDIR)/man5/clawsd.conf.5
 	@echo "kept $(DESTDIR)$(CONFDIR) (configuration and passwords)"
 
-.PHONY: all deps unit integration check demo clean install uninstall
+.PHONY: all deps unit integration check check-debian13 demo clean install \
+	uninstall
 
 # ---- hostile input: fuzzing, sanitizers, valgrind (see tests/fuzz/README)
 #
