@@ -69,8 +69,10 @@ deps:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# PYTEST_ARGS: more pytest arguments, e.g. "-k tls tests/integration/test_x.py".
+PYTEST_ARGS ?= tests/integration
 integration: clawsd $(B)/tests/srvq
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 check: deps
 	$(MAKE) unit

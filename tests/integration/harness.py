@@ -1635,6 +1635,20 @@ class ReceivedMessage:
             self.frm, self.id, self.type, self.body)
 
 
+def _connect_starttls(x, host, port):
+    """Connect slixmpp client x to host:port with STARTTLS, TLS required.
+    slixmpp 1.10 (Debian 13) is told which ways it may use by attributes
+    and takes connect(host, port); 1.8 (Debian 12) takes keywords."""
+    if hasattr(x, "enable_direct_tls"):
+        x.enable_direct_tls = False
+        x.enable_starttls = True
+        x.enable_plaintext = False
+        x.connect(host, port)
+    else:
+        x.connect(address=(host, port), use_ssl=False, force_starttls=True,
+                  disable_starttls=False)
+
+
 class Peer:
     """An independent XMPP client (slixmpp ClientXMPP) connected to Prosody's
     STARTTLS port, verifying the server certificate against the test CA
@@ -1702,9 +1716,7 @@ class Peer:
             async def _records(*_a, **_k):
                 return [(domain, host, port)]
             x.get_dns_records = _records
-            # STARTTLS on c2s_port: use_ssl=False, TLS negotiated in-band
-            x.connect(address=(host, port), use_ssl=False, force_starttls=True,
-                      disable_starttls=False)
+            _connect_starttls(x, host, port)
             self.loop.run_forever()
         except Exception as e:  # pragma: no cover - reported to start()
             self._fail("%s: %s" % (type(e).__name__, e))
