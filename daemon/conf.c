@@ -202,7 +202,7 @@ static const char *const mechanisms[] = {
  * Reporting.
  */
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 vreport(struct loader *ld, int line, const char *fmt, va_list ap)
 {
 	struct problem *p;
@@ -237,15 +237,20 @@ report(struct loader *ld, int line, const char *fmt, ...)
 static void __attribute__((format(printf, 4, 5)))
 key_report(struct loader *ld, int line, enum key_id id, const char *fmt, ...)
 {
+	struct problem *p;
 	struct buf b;
 	va_list ap;
 
+	va_start(ap, fmt);
+	vreport(ld, line, fmt, ap);
+	va_end(ap);
+	/* The prefix goes in front of the text, not into the format. */
+	p = &ld->problems[ld->nproblems - 1];
 	buf_init(&b);
 	buf_printf(&b, "[%s] %s: %s", section_names[keys[id].section],
-	    keys[id].name, fmt);
-	va_start(ap, fmt);
-	vreport(ld, line, buf_cstr(&b), ap);
-	va_end(ap);
+	    keys[id].name, p->text);
+	free(p->text);
+	p->text = xstrdup(buf_cstr(&b));
 	buf_free(&b);
 }
 
