@@ -40,10 +40,10 @@ def pki():
     p.cleanup()
 
 
-def start_server(kind, pki, users=ACCOUNTS):
+def start_server(kind, pki, users=ACCOUNTS, **kw):
     """A started server of that kind with those accounts (the caller
-    cleans it up)."""
-    srv = harness.make_server(kind, pki)
+    cleans it up); kw: harness.make_server's."""
+    srv = harness.make_server(kind, pki, **kw)
     try:
         for user in users:
             srv.register(user, ACCOUNTS[user])
@@ -88,14 +88,14 @@ def server_kind(xmpp_server):
 
 @pytest.fixture
 def make_server(pki, xmpp_server):
-    """make_server(users=("bot", "peer")) -> a started server of the test's
-    own, of the same kind as the shared one (for tests that kill it, or
-    must not meet the sessions other tests left behind); cleaned up at
-    teardown."""
+    """make_server(users=("bot", "peer"), **kw) -> a started server of the
+    test's own, of the same kind as the shared one (for tests that kill it,
+    or must not meet the sessions other tests left behind); cleaned up at
+    teardown.  kw: harness.make_server's (cert=, key=)."""
     made = []
 
-    def make(users=("bot", "peer")):
-        srv = start_server(xmpp_server.name, pki, users)
+    def make(users=("bot", "peer"), **kw):
+        srv = start_server(xmpp_server.name, pki, users, **kw)
         made.append(srv)
         return srv
     yield make

@@ -228,13 +228,21 @@ extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+[ v3_elsewhere ]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:elsewhere.test
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 """
 
 
 class PKI:
-    """A test CA, a server certificate for DNS:localhost signed by it, and a
-    second unrelated CA (for the 'untrusted certificate' test).  Made with the
-    openssl command line in a temporary folder."""
+    """A test CA, a server certificate for DNS:localhost signed by it, one
+    for DNS:elsewhere.test signed by it too (a trusted certificate with the
+    wrong name), and a second unrelated CA (for the 'untrusted certificate'
+    test).  Made with the openssl command line in a temporary folder."""
 
     def __init__(self, directory=None):
         self._own_dir = directory is None
@@ -248,9 +256,13 @@ class PKI:
         self.server_cert = self.dir / "localhost.crt"
         self.other_ca_key = self.dir / "other-ca.key"
         self.other_ca_cert = self.dir / "other-ca.crt"
+        self.elsewhere_key = self.dir / "elsewhere.key"
+        self.elsewhere_cert = self.dir / "elsewhere.crt"
         self._make_ca(self.ca_key, self.ca_cert, "clawsd test CA")
         self._make_ca(self.other_ca_key, self.other_ca_cert, "clawsd unrelated CA")
-        self._make_server()
+        self._make_server(self.server_key, self.server_cert, "localhost", "v3_server")
+        self._make_server(self.elsewhere_key, self.elsewhere_cert, "elsewhere.test",
+                          "v3_elsewhere")
 
     def _openssl(self, *args):
         env = dict(os.environ, OPENSSL_CONF=str(self.cnf))
@@ -266,17 +278,17 @@ class PKI:
                       "-nodes", "-sha256", "-keyout", key, "-out", cert,
                       "-days", "30", "-subj", "/CN=" + cn, "-extensions", "v3_ca")
 
-    def _make_server(self):
-        csr = self.dir / "localhost.csr"
+    def _make_server(self, key, cert, name, extensions):
+        csr = self.dir / (name + ".csr")
         self._openssl("req", "-config", self.cnf, "-new", "-newkey", "rsa:2048",
-                      "-nodes", "-sha256", "-keyout", self.server_key, "-out", csr,
-                      "-subj", "/CN=localhost")
+                      "-nodes", "-sha256", "-keyout", key, "-out", csr,
+                      "-subj", "/CN=" + name)
         self._openssl("x509", "-req", "-in", csr, "-CA", self.ca_cert,
                       "-CAkey", self.ca_key, "-set_serial",
                       str(int.from_bytes(os.urandom(8), "big")),
-                      "-days", "30", "-sha256", "-out", self.server_cert,
-                      "-extfile", self.cnf, "-extensions", "v3_server")
-        os.chmod(self.server_key, 0o600)
+                      "-days", "30", "-sha256", "-out", cert,
+                      "-extfile", self.cnf, "-extensions", extensions)
+        os.chmod(key, 0o600)
 
     def cleanup(self):
         if self._own_dir:
@@ -387,7 +399,8 @@ class Prosody(XmppServer):
 
     name = "prosody"
 
-    def __init__(self, pki, domain="localhost", directory=None, log_level="debug"):
+    def __init__(self, pki, domain="localhost", directory=None, log_level="debug",
+                 cert=None, key=None):
         self.pki = pki
         self.domain = domain
         self._own_dir = directory is None
@@ -397,8 +410,8 @@ class Prosody(XmppServer):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.certs_dir.mkdir(parents=True, exist_ok=True)
         # Prosody also looks up certificates by host name in `certificates`.
-        shutil.copy(pki.server_cert, self.certs_dir / (domain + ".crt"))
-        shutil.copy(pki.server_key, self.certs_dir / (domain + ".key"))
+        shutil.copy(cert or pki.server_cert, self.certs_dir / (domain + ".crt"))
+        shutil.copy(key or pki.server_key, self.certs_dir / (domain + ".key"))
         self.cert = self.certs_dir / (domain + ".crt")
         self.key = self.certs_dir / (domain + ".key")
         self.config_path = self.dir / "prosody.cfg.lua"
@@ -592,7 +605,8 @@ class Ejabberd(XmppServer):
 
     name = "ejabberd"
 
-    def __init__(self, pki, domain="localhost", directory=None, log_level="info"):
+    def __init__(self, pki, domain="localhost", directory=None, log_level="info",
+                 cert=None, key=None):
         self.pki = pki
         self.domain = domain
         self._own_dir = directory is None
@@ -603,8 +617,8 @@ class Ejabberd(XmppServer):
             d.mkdir(parents=True, exist_ok=True)
         # one PEM with the certificate, its key and the CA, for certfiles
         self.cert = self.dir / (domain + ".pem")
-        self.cert.write_bytes(Path(pki.server_cert).read_bytes()
-                              + Path(pki.server_key).read_bytes()
+        self.cert.write_bytes(Path(cert or pki.server_cert).read_bytes()
+                              + Path(key or pki.server_key).read_bytes()
                               + Path(pki.ca_cert).read_bytes())
         os.chmod(self.cert, 0o600)
         self.config_path = self.dir / "ejabberd.yml"
@@ -865,7 +879,8 @@ SERVERS = {"prosody": Prosody, "ejabberd": Ejabberd}
 
 def make_server(kind, pki, **kw):
     """A configured (not started) server of that kind ("prosody" or
-    "ejabberd")."""
+    "ejabberd"); cert= and key= (files) replace the PKI's certificate for
+    localhost."""
     return SERVERS[kind](pki, **kw)
 
 
