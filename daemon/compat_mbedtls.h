@@ -67,8 +67,10 @@ compat_ssl_conf_tls12_only(mbedtls_ssl_config *c)
 }
 
 /*
- * A TLS 1.3 server may send a session ticket after the handshake; 3.x
- * can report it from mbedtls_ssl_read().  Nothing was lost: read again.
+ * A TLS 1.3 server may send session tickets at any time after the
+ * handshake; mbedtls 3.6.0 reports each from mbedtls_ssl_read() (3.6.1 on
+ * only if asked to).  clawsd resumes no TLS session: nothing was lost,
+ * read again.
  */
 static inline int
 compat_ssl_read_again(int rc)
