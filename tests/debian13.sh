@@ -103,6 +103,15 @@ if [ "$(cat "$ROOT/.clawsd-stamp" 2>/dev/null || true)" != "$stamp" ]; then
 	echo "check-debian13: making the Debian 13 root in $ROOT" >&2
 	new=$ROOT.new
 	rm -rf "$new" "$ROOT"
+	# The host's tool, installed as tests/deps.sh installs the others
+	# (not listed there: that list is also the root's).
+	if ! command -v mmdebstrap >/dev/null &&
+	    ! command -v debootstrap >/dev/null; then
+		echo "check-debian13: installing mmdebstrap" >&2
+		apt-get update
+		DEBIAN_FRONTEND=noninteractive apt-get install -y \
+		    --no-install-recommends mmdebstrap
+	fi
 	if command -v mmdebstrap >/dev/null; then
 		printf '%s\n' "$lists" |
 		    mmdebstrap --variant=minbase --mode=root "$SUITE" "$new" -
@@ -110,7 +119,7 @@ if [ "$(cat "$ROOT/.clawsd-stamp" 2>/dev/null || true)" != "$stamp" ]; then
 		debootstrap --variant=minbase "$SUITE" "$new" "$mirror"
 		printf '%s\n' "$lists" >"$new/etc/apt/sources.list"
 	else
-		die "needs mmdebstrap or debootstrap (apt-get install mmdebstrap)"
+		die "could not install mmdebstrap"
 	fi
 	mkdir -p "$new/build"
 	# apt inside the root resolves the mirror as the host does.
