@@ -9,12 +9,13 @@
 # (default /var/cache/clawsd/debian13) and rebuilt only when tests/deps.sh
 # or the mirror changes.
 #
-# Each run happens in a private mount and PID namespace: /proc, /dev, /sys
-# and tmpfs on /tmp and /build are mounted there only, so nothing shows on
-# the host and all of it goes away with the namespace, whatever the outcome.
-# The source tree is copied to /build/clawsd (tmpfs) and built there: the
-# checkout and the cached root are left as they were.  Loopback networking
-# is the host's.  Needs root (as CI runs).
+# Each run happens in private mount, PID and network namespaces: /proc,
+# /dev, /sys and tmpfs on /tmp and /build are mounted there only, so nothing
+# shows on the host and all of it goes away with the namespace, whatever the
+# outcome.  The network is a loopback of its own: the tests' servers and
+# whatever listens on the host's ports never meet.  The source tree is
+# copied to /build/clawsd (tmpfs) and built there: the checkout and the
+# cached root are left as they were.  Needs root (as CI runs) and ip(8).
 set -eu
 
 SUITE=trixie
@@ -60,6 +61,7 @@ if [ "${1:-}" = --inside-check ]; then
 	r=$2
 	src=$3
 	shift 3
+	ip link set lo up
 	mount_root "$r"
 	mkdir "$r/build/clawsd"
 	# The tree without what builds leave in it (the Makefile's outputs).
@@ -134,5 +136,6 @@ if [ "$(cat "$ROOT/.clawsd-stamp" 2>/dev/null || true)" != "$stamp" ]; then
 fi
 
 [ $# -gt 0 ] || set -- check
-exec unshare --mount --pid --fork --kill-child --propagation private -- \
+command -v ip >/dev/null || die "needs ip(8) (apt-get install iproute2)"
+exec unshare --mount --pid --net --fork --kill-child --propagation private -- \
     sh "$0" --inside-check "$ROOT" "$src" "$@"
