@@ -98,6 +98,7 @@ enum key_id {
 	K_GROUP,
 	K_MAX_CLIENTS,
 	K_CLIENT_BUFFER,
+	K_REPLY_TIMEOUT,
 	K_LEVEL,
 	K_N
 };
@@ -187,6 +188,8 @@ static const struct key keys[K_N] = {
 				  F(max_clients), 1, 65536 },
 	[K_CLIENT_BUFFER] =	{ SEC_SOCKET, "client_buffer", set_size,
 				  F(client_buffer), 65536, 1 << 30 },
+	[K_REPLY_TIMEOUT] =	{ SEC_SOCKET, "reply_timeout", set_uint,
+				  F(reply_timeout), 1, MAX_SECONDS },
 	[K_LEVEL] =		{ SEC_LOG, "level", set_level, 0, 0, 0 },
 };
 
@@ -1244,6 +1247,7 @@ conf_defaults(struct conf *c)
 	c->socket_gid = (gid_t)-1;
 	c->max_clients = 64;
 	c->client_buffer = 4194304;
+	c->reply_timeout = 60;
 	c->log_level = LOG_LEVEL_INFO;
 }
 

@@ -47,6 +47,7 @@ struct conf {
 	gid_t		 socket_gid;		/* from socket_group, else (gid_t)-1 */
 	size_t		 max_clients;
 	size_t		 client_buffer;
+	unsigned	 reply_timeout;		/* seconds a request waits */
 
 	/* [log] */
 	int		 log_level;		/* enum log_level */

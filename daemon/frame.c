@@ -6,6 +6,7 @@
 #include "frame.h"
 #include "stream.h"
 #include "xmlp.h"
+#include "xmlw.h"
 
 /*
  * Expat parses one document, a client sends a sequence of elements: each
@@ -36,6 +37,10 @@ struct frame {
 	int			 bom_done;	/* the first bytes were looked at */
 	int			 depth;
 	int			 stanza;	/* the pending element is one */
+	int			 command;	/* ... or a command */
+	struct buf		 attrs;		/* its name, attributes: NUL
+						 * separated */
+	size_t			 head;		/* bytes of its start tag */
 	unsigned long long	 fed;
 	unsigned long long	 mark;		/* start of the pending element */
 	const char		*chunk;		/* the input being parsed */
@@ -55,10 +60,37 @@ fail(struct frame *f, const char *condition, const char *text)
 	XML_StopParser(f->x.parser, XML_FALSE);
 }
 
+static void
+keep_string(struct buf *b, const char *s)
+{
+	buf_append(b, s, strlen(s) + 1);
+}
+
+/*
+ * The local name (commands) and the attributes without a namespace of the
+ * element that begins: a stanza's or a command's, read at its end.
+ */
+static void
+keep_attrs(struct frame *f, const char *local, const char **attrs)
+{
+	size_t i;
+
+	f->attrs.len = 0;
+	keep_string(&f->attrs, local);
+	for (i = 0; attrs[i] != NULL; i += 2) {
+		if (strchr(attrs[i], XMLW_NSSEP) != NULL)
+			continue;
+		keep_string(&f->attrs, attrs[i]);
+		keep_string(&f->attrs, attrs[i + 1]);
+	}
+}
+
 static void XMLCALL
 on_start(void *arg, const char *name, const char **attrs)
 {
+	static const char ctl[] = FRAME_NS_CTL "\x01";
 	struct frame *f = arg;
+	const char *stanza;
 
 	f->depth++;
 	/* Our wrapper is level 1, the client's element level 2. */
@@ -66,12 +98,71 @@ on_start(void *arg, const char *name, const char **attrs)
 		fail(f, FRAME_TOO_LARGE, "element nested too deeply");
 		return;
 	}
-	if (f->depth == 1)
+	if (f->depth != 2)
 		return;
-	if (f->depth == 2) {
-		f->mark = xmlp_event_start(&f->x);
-		f->stanza = xmlp_stanza_name(name) != NULL;
-	}
+	f->mark = xmlp_event_start(&f->x);
+	f->head = (size_t)(xmlp_event_end(&f->x) - f->mark);
+	stanza = xmlp_stanza_name(name);
+	f->stanza = stanza != NULL;
+	f->command = !f->stanza && f->cb->command != NULL &&
+	    strncmp(name, ctl, sizeof(ctl) - 1) == 0;
+	if (f->stanza)
+		keep_attrs(f, stanza, attrs);
+	else if (f->command)
+		keep_attrs(f, name + sizeof(ctl) - 1, attrs);
+}
+
+/* The kept attributes as an array (name, value, ..., NULL), allocated. */
+static const char **
+kept_attrs(struct frame *f)
+{
+	const char *p = f->attrs.data, *end = p + f->attrs.len;
+	const char **v;
+	size_t n = 0;
+
+	for (p += strlen(p) + 1; p < end; p += strlen(p) + 1)
+		n++;
+	v = xcalloc(n + 1, sizeof(*v));
+	p = f->attrs.data;
+	for (p += strlen(p) + 1, n = 0; p < end; p += strlen(p) + 1)
+		v[n++] = p;
+	return v;
+}
+
+static const char *
+kept_attr(const char **v, const char *name)
+{
+	for (; v[0] != NULL; v += 2)
+		if (strcmp(v[0], name) == 0)
+			return v[1];
+	return NULL;
+}
+
+static void
+deliver_stanza(struct frame *f, const char *data, size_t len)
+{
+	const char **v = kept_attrs(f);
+	struct frame_stanza st;
+
+	st.name = f->attrs.data;
+	st.type = kept_attr(v, "type");
+	st.id = kept_attr(v, "id");
+	st.to = kept_attr(v, "to");
+	st.head = f->head;
+	f->cb->stanza(f->arg, data, len, &st);
+	free(v);
+}
+
+static void
+deliver_command(struct frame *f)
+{
+	const char **v = kept_attrs(f);
+	char *local = f->attrs.data;
+
+	/* The local name may be followed by the separator and a prefix. */
+	local[strcspn(local, "\x01")] = '\0';
+	f->cb->command(f->arg, local, v);
+	free(v);
 }
 
 /*
@@ -110,12 +201,15 @@ on_end(void *arg, const char *name)
 		return;
 	}
 	if (f->stanza)
-		f->cb->stanza(f->arg, element_bytes(f, end),
+		deliver_stanza(f, element_bytes(f, end),
 		    (size_t)(end - f->mark));
 	f->mark = end;
 	/* Memory a large element took is given back. */
 	buf_reset(&f->carry, 65536);
-	if (!f->stanza)
+	if (f->command)
+		deliver_command(f);
+	buf_reset(&f->attrs, 4096);
+	if (!f->stanza && !f->command)
 		f->cb->reject(f->arg, FRAME_NOT_A_STANZA,
 		    "only message, presence and iq are sent to the server");
 }
@@ -153,6 +247,7 @@ frame_new(size_t max_size, const struct frame_cb *cb, void *arg)
 	f->max_size = max_size;
 	buf_init(&f->carry);
 	buf_init(&f->prolog);
+	buf_init(&f->attrs);
 	XML_SetElementHandler(f->x.parser, on_start, on_end);
 	XML_SetCharacterDataHandler(f->x.parser, on_chars);
 	return f;
@@ -166,6 +261,7 @@ frame_free(struct frame *f)
 	xmlp_free(&f->x);
 	buf_free(&f->carry);
 	buf_free(&f->prolog);
+	buf_free(&f->attrs);
 	free(f);
 }
 
@@ -318,4 +414,35 @@ frame_error(const struct frame *f, const char **condition, const char **text)
 {
 	*condition = f->condition;
 	*text = f->text;
+}
+
+static int
+blank(const char *p, size_t n)
+{
+	while (n > 0 && strchr(" \t\r\n", *p) != NULL && *p != '\0')
+		p++, n--;
+	return n == 0;
+}
+
+int
+frame_finish(struct frame *f)
+{
+	int partial;
+
+	switch (f->phase) {
+	case PHASE_PROLOG:
+		partial = !blank(f->prolog.data, f->prolog.len);
+		break;
+	case PHASE_BODY:
+		partial = f->depth > 1 || !blank(f->carry.data, f->carry.len);
+		break;
+	default:
+		return -1;
+	}
+	if (!partial)
+		return 0;
+	f->phase = PHASE_FAILED;
+	f->condition = FRAME_NOT_WELL_FORMED;
+	snprintf(f->text, sizeof(f->text), "input ended inside an element");
+	return -1;
 }

@@ -11,9 +11,12 @@
 
 #include "buf.h"
 #include "fan.h"
+#include "filter.h"
 #include "frame.h"
+#include "head.h"
 #include "hub.h"
 #include "log.h"
+#include "req.h"
 #include "xmlw.h"
 
 #define READ_SIZE	65536
@@ -22,6 +25,15 @@
 #define WRITE_EARLY	65536
 /* Views handed to one writev. */
 #define WRITE_BUFS	64
+/* The ids the hub puts on the wire for clients' requests: PREFIX-CLIENT-SEQ. */
+#define WIRE_PREFIX	"clawsd-r-"
+#define NS_STANZAS	"urn:ietf:params:xml:ns:xmpp-stanzas"
+
+/* A stanza waiting for its receipt: its ordinal and its id (or NULL). */
+struct receipt {
+	unsigned long	 n;
+	char		*id;
+};
 
 struct client {
 	uv_pipe_t		 pipe;
@@ -32,6 +44,13 @@ struct client {
 	size_t			 inflight;	/* bytes of out being written */
 	uv_write_t		 wreq;
 	unsigned long		 id;
+	unsigned long		 nstanzas;	/* written by the client */
+	struct req		 req;		/* its requests and recent ids */
+	struct filter		*filter;	/* NULL: everything */
+	int			 receipts;	/* it asked for them */
+	struct receipt		*rcpt;		/* waiting, in order */
+	size_t			 rfirst, rcount, rcap;
+	int			 eof;		/* its input ended */
 	int			 writing;
 	int			 closing;	/* close once the output is out */
 	int			 deaf;		/* stopped reading: output dropped */
@@ -46,12 +65,16 @@ struct hub {
 	char			*path;		/* socket file we created */
 	struct stat		 path_st;	/* its identity */
 	uv_prepare_t		 flush;
+	uv_timer_t		 expiry;	/* requests past reply_timeout */
+	int			 handles;	/* open of flush and expiry */
 	struct client		*clients;
 	size_t			 nclients;
 	unsigned long		 next_id;
 	size_t			 max_clients;
 	size_t			 client_buffer;
 	size_t			 max_stanza_size;
+	uint64_t		 reply_ms;
+	char			*account;	/* bare JID */
 	int			 paused;	/* clients' input not read */
 	struct fan		 fan;
 	struct buf		 status;
@@ -60,14 +83,21 @@ struct hub {
 
 static void client_close(struct client *);
 static void client_flush(struct client *);
+static void on_expiry(uv_timer_t *);
 static void flush_all(struct hub *);
 static void on_flush(uv_prepare_t *);
 
+/* `n' 0: not about one stanza; `id' NULL: that stanza had none. */
 static void
-error_line(struct buf *out, const char *condition, const char *text)
+error_line(struct buf *out, const char *condition, const char *text,
+    unsigned long n, const char *id)
 {
 	buf_puts(out, "<error xmlns=\"urn:x-clawsd\"");
 	xmlw_attr_pair(out, "reason", condition);
+	if (n > 0)
+		buf_printf(out, " n=\"%lu\"", n);
+	if (n > 0 && id != NULL)
+		xmlw_attr_pair(out, "id", id);
 	buf_putc(out, '>');
 	xmlw_text(out, text, strlen(text));
 	buf_puts(out, "</error>\n");
@@ -113,15 +143,26 @@ client_send(struct client *c, const char *data, size_t len)
 }
 
 static void
-client_error(struct client *c, const char *condition, const char *text)
+stanza_error(struct client *c, const char *condition, const char *text,
+    unsigned long n, const char *id)
 {
 	struct buf line;
 
-	log_info("client %lu: %s: %s", c->id, condition, text);
+	if (n > 0)
+		log_info("client %lu: stanza %lu: %s: %s", c->id, n, condition,
+		    text);
+	else
+		log_info("client %lu: %s: %s", c->id, condition, text);
 	buf_init(&line);
-	error_line(&line, condition, text);
+	error_line(&line, condition, text, n, id);
 	client_send(c, line.data, line.len);
 	buf_free(&line);
+}
+
+static void
+client_error(struct client *c, const char *condition, const char *text)
+{
+	stanza_error(c, condition, text, 0, NULL);
 }
 
 static void
@@ -132,6 +173,14 @@ on_client_closed(uv_handle_t *handle)
 
 	frame_free(c->frame);
 	fan_queue_clear(&c->out);
+	req_free(&c->req);
+	filter_free(c->filter);
+	while (c->rcount > 0) {
+		free(c->rcpt[c->rfirst].id);
+		c->rfirst = (c->rfirst + 1) % c->rcap;
+		c->rcount--;
+	}
+	free(c->rcpt);
 	free(c);
 	/* A subscriber cut with a backlog leaves blocks free in the heap. */
 	if (held >= WRITE_EARLY)
@@ -169,16 +218,121 @@ client_finish(struct client *c)
 		schedule_flush(c->hub);
 }
 
+/*
+ * Half-closed (SPEC 4.4): once nothing it waits for is pending, the client
+ * is closed after its last line.
+ */
 static void
-on_frame_stanza(void *arg, const char *data, size_t len)
+client_settle(struct client *c)
+{
+	if (c->eof && !c->closing && !c->closed &&
+	    req_pending(&c->req) == 0 && c->rcount == 0)
+		client_finish(c);
+}
+
+static void
+expiry_arm(struct hub *h)
+{
+	if (!uv_is_active((uv_handle_t *)&h->expiry))
+		uv_timer_start(&h->expiry, on_expiry, 1000, 1000);
+}
+
+static uint64_t
+make_tag(const struct client *c, unsigned long n)
+{
+	return (uint64_t)c->id << 32 | (uint32_t)n;
+}
+
+static void
+receipt_wait(struct client *c, unsigned long n, const char *id)
+{
+	struct receipt *r;
+	size_t i;
+
+	if (c->rcount == c->rcap) {
+		r = xmalloc((c->rcap ? c->rcap * 2 : 16) * sizeof(*r));
+		for (i = 0; i < c->rcount; i++)
+			r[i] = c->rcpt[(c->rfirst + i) % c->rcap];
+		free(c->rcpt);
+		c->rcpt = r;
+		c->rcap = c->rcap ? c->rcap * 2 : 16;
+		c->rfirst = 0;
+	}
+	r = &c->rcpt[(c->rfirst + c->rcount++) % c->rcap];
+	r->n = n;
+	r->id = id != NULL ? xstrdup(id) : NULL;
+}
+
+/*
+ * Send the client's iq request under an id of the hub's own, which its
+ * answer brings back: several clients may use the same id at once.
+ */
+static const char *
+submit_request(struct client *c, const char *data, size_t len,
+    const struct frame_stanza *st, uint64_t tag, const char **text)
+{
+	struct hub *h = c->hub;
+	struct head_val v;
+	const char *condition;
+	unsigned long seq;
+	struct buf wire;
+
+	if (head_attr(data, st->head, "id", &v) != 0) {
+		*text = "the id attribute cannot be found";
+		return FRAME_NOT_WELL_FORMED;
+	}
+	seq = req_add(&c->req, st->id, st->to, c->nstanzas,
+	    uv_now(h->loop) + h->reply_ms);
+	if (seq == 0) {
+		*text = "too many requests waiting for their answers";
+		return "queue-full";
+	}
+	buf_init(&wire);
+	buf_append(&wire, data, (size_t)(v.p - data));
+	buf_printf(&wire, WIRE_PREFIX "%lu-%lu", c->id, seq);
+	buf_append(&wire, v.p + v.len, len - (size_t)(v.p + v.len - data));
+	condition = h->cb->stanza(h->arg, wire.data, wire.len, tag, text);
+	buf_free(&wire);
+	if (condition != NULL)
+		req_cancel(&c->req, seq);
+	else
+		expiry_arm(h);
+	return condition;
+}
+
+static int
+is_request(const struct frame_stanza *st)
+{
+	return strcmp(st->name, "iq") == 0 && st->id != NULL &&
+	    st->type != NULL && (strcmp(st->type, "get") == 0 ||
+	    strcmp(st->type, "set") == 0);
+}
+
+static void
+on_frame_stanza(void *arg, const char *data, size_t len,
+    const struct frame_stanza *st)
 {
 	struct client *c = arg;
-
+	struct hub *h = c->hub;
 	const char *condition, *text;
+	uint64_t tag;
 
-	condition = c->hub->cb->stanza(c->hub->arg, data, len, &text);
-	if (condition != NULL)
-		client_error(c, condition, text);
+	c->nstanzas++;
+	tag = c->receipts ? make_tag(c, c->nstanzas) : 0;
+	if (is_request(st))
+		condition = submit_request(c, data, len, st, tag, &text);
+	else
+		condition = h->cb->stanza(h->arg, data, len, tag, &text);
+	if (condition != NULL) {
+		stanza_error(c, condition, text, c->nstanzas, st->id);
+		return;
+	}
+	if (st->id != NULL && strcmp(st->name, "iq") != 0) {
+		req_sent(&c->req, st->id, uv_now(h->loop) + h->reply_ms);
+		expiry_arm(h);
+	}
+	if (tag != 0)
+		receipt_wait(c, c->nstanzas, st->id);
 }
 
 static void
@@ -187,9 +341,66 @@ on_frame_reject(void *arg, const char *condition, const char *text)
 	client_error(arg, condition, text);
 }
 
+static void
+command_status(struct client *c)
+{
+	struct hub *h = c->hub;
+	struct hub_state st;
+	struct buf line;
+
+	memset(&st, 0, sizeof(st));
+	h->cb->state(h->arg, &st);
+	buf_init(&line);
+	buf_puts(&line, "<status xmlns=\"urn:x-clawsd\"");
+	xmlw_attr_pair(&line, "state", st.state);
+	if (st.jid != NULL)
+		xmlw_attr_pair(&line, "jid", st.jid);
+	buf_printf(&line, " sm=\"%s\" queued=\"%zu\" unacked=\"%zu\" "
+	    "clients=\"%zu\" since=\"%lu\"/>\n", st.sm ? "yes" : "no",
+	    st.queued, st.unacked, h->nclients, st.since);
+	client_send(c, line.data, line.len);
+	buf_free(&line);
+}
+
+static void
+on_frame_command(void *arg, const char *name, const char **attrs)
+{
+	struct client *c = arg;
+	struct filter *f;
+	const char *err;
+
+	if (strcmp(name, "filter") == 0) {
+		if ((f = filter_parse(attrs, &err)) == NULL) {
+			client_error(c, "bad-command", err);
+			return;
+		}
+		filter_free(c->filter);
+		/* No attribute: everything, as if no filter was set. */
+		c->filter = attrs[0] != NULL ? f : NULL;
+		if (c->filter == NULL)
+			filter_free(f);
+		return;
+	}
+	if (strcmp(name, "status") != 0 && strcmp(name, "receipts") != 0) {
+		client_error(c, "unknown-command",
+		    "expected status, receipts or filter");
+		return;
+	}
+	if (attrs[0] != NULL) {
+		client_error(c, "bad-command", "this command takes no "
+		    "attributes");
+		return;
+	}
+	if (strcmp(name, "status") == 0)
+		command_status(c);
+	else
+		c->receipts = 1;
+}
+
 static const struct frame_cb frame_cb = {
 	.stanza = on_frame_stanza,
 	.reject = on_frame_reject,
+	.command = on_frame_command,
 };
 
 static void
@@ -204,6 +415,30 @@ client_input(struct client *c, const char *data, size_t len)
 	frame_error(c->frame, &condition, &text);
 	client_error(c, condition, text);
 	client_finish(c);
+}
+
+/*
+ * Its input ended: what it wrote is sent; it gets its answers and receipts
+ * before it is closed (SPEC 4.4).
+ */
+static void
+client_eof(struct client *c)
+{
+	const char *condition, *text;
+
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	if (c->closing)
+		return;
+	c->eof = 1;
+	if (frame_finish(c->frame) != 0) {
+		frame_error(c->frame, &condition, &text);
+		log_info("client %lu: dropped the unfinished element its "
+		    "input ended in", c->id);
+		client_error(c, condition, text);
+		client_finish(c);
+		return;
+	}
+	client_settle(c);
 }
 
 static void
@@ -225,12 +460,14 @@ on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 		client_input(c, buf->base, (size_t)n);
 		return;
 	}
-	if (n == 0)
+	if (n == 0 || c->closed)
 		return;
-	if (n != UV_EOF)
-		log_info("client %lu: read: %s", c->id, uv_strerror((int)n));
-	if (!c->closed)
-		client_finish(c);
+	if (n == UV_EOF) {
+		client_eof(c);
+		return;
+	}
+	log_info("client %lu: read: %s", c->id, uv_strerror((int)n));
+	client_finish(c);
 }
 
 /*
@@ -244,7 +481,8 @@ write_failed(struct client *c, int err)
 	c->deaf = 1;
 	c->inflight = 0;
 	fan_queue_clear(&c->out);
-	if (c->closing)
+	/* Gone for good once its input has ended too: nobody waits. */
+	if (c->closing || c->eof)
 		client_close(c);
 }
 
@@ -417,6 +655,9 @@ hub_new(uv_loop_t *loop, const struct hub_cb *cb, void *arg)
 	buf_init(&h->status);
 	fan_init(&h->fan);
 	h->flush.data = h;
+	uv_timer_init(loop, &h->expiry);
+	h->expiry.data = h;
+	h->handles = 2;
 	return h;
 }
 
@@ -426,6 +667,10 @@ hub_configure(struct hub *h, const struct conf *conf)
 	h->max_clients = conf->max_clients;
 	h->client_buffer = conf->client_buffer;
 	h->max_stanza_size = conf->max_stanza_size;
+	h->reply_ms = (uint64_t)conf->reply_timeout * 1000;
+	free(h->account);
+	h->account = xmalloc(strlen(conf->user) + strlen(conf->domain) + 2);
+	sprintf(h->account, "%s@%s", conf->user, conf->domain);
 }
 
 /*
@@ -729,6 +974,250 @@ hub_broadcast(struct hub *h, const char *line, size_t len)
 	}
 }
 
+static struct client *
+find_client(struct hub *h, unsigned long id)
+{
+	struct client *c;
+
+	for (c = h->clients; c != NULL; c = c->next)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+/* Every second while requests wait: those past reply_timeout get theirs. */
+static void
+on_expiry(uv_timer_t *t)
+{
+	struct hub *h = t->data;
+	struct client *c, *next;
+	struct req_done done;
+	char text[64];
+	int busy = 0;
+
+	snprintf(text, sizeof(text), "no answer in %llu s",
+	    (unsigned long long)(h->reply_ms / 1000));
+	for (c = h->clients; c != NULL; c = next) {
+		next = c->next;
+		while (req_expired(&c->req, uv_now(h->loop), &done)) {
+			stanza_error(c, "timeout", text, done.n, done.id);
+			free(done.id);
+		}
+		busy |= !req_idle(&c->req);
+		client_settle(c);
+	}
+	if (!busy)
+		uv_timer_stop(t);
+}
+
+/* The line again with the value `v' in it replaced by `id', escaped. */
+static void
+replace_id(struct buf *out, const struct head *hd, const struct head_val *v,
+    const char *id)
+{
+	buf_append(out, hd->line, (size_t)(v->p - hd->line));
+	xmlw_attr(out, id, strlen(id));
+	buf_append(out, v->p + v->len, hd->len - (size_t)(v->p + v->len -
+	    hd->line));
+}
+
+/*
+ * An answer to a client's request, by the id the hub gave it on the wire:
+ * to that client only, with its own id.  One from elsewhere than the
+ * request went to, or too late, is dropped.
+ */
+static void
+route_answer(struct hub *h, const struct head *hd)
+{
+	char from[FILTER_MAX_VALUE + 1];
+	unsigned long cid, seq;
+	struct req_done done;
+	struct client *c;
+	struct buf line;
+	char wire[64];
+
+	if (head_value(&hd->id, wire, sizeof(wire)) < 0 ||
+	    sscanf(wire, WIRE_PREFIX "%lu-%lu", &cid, &seq) != 2)
+		return;
+	if (hd->from.p != NULL && head_value(&hd->from, from,
+	    sizeof(from)) < 0)
+		return;
+	c = find_client(h, cid);
+	if (c == NULL || !req_answer(&c->req, seq, hd->from.p ? from : NULL,
+	    h->account, &done)) {
+		log_debug("dropped the answer %s: its client or its request "
+		    "is gone", wire);
+		return;
+	}
+	buf_init(&line);
+	replace_id(&line, hd, &hd->id, done.id);
+	client_send(c, line.data, line.len);
+	buf_free(&line);
+	free(done.id);
+	client_settle(c);
+}
+
+/* A bounce of a client's recent message or presence: to it alone. */
+static int
+route_bounce(struct hub *h, const struct head *hd)
+{
+	char id[1024];
+	struct client *c;
+
+	if (head_value(&hd->id, id, sizeof(id)) < 0)
+		return 0;
+	for (c = h->clients; c != NULL; c = c->next) {
+		if (!c->closing && req_bounce(&c->req, id, uv_now(h->loop))) {
+			client_send(c, hd->line, hd->len);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A request that no client receives is answered here, so the requester is
+ * not left waiting (RFC 6120 8.4).  The id and the sender are copied as
+ * the line has them: escaped for double quotes already.
+ */
+static void
+unserved(struct hub *h, const struct head *hd)
+{
+	struct buf iq;
+	const char *text;
+
+	if (hd->id.p == NULL)
+		return;
+	buf_init(&iq);
+	buf_puts(&iq, "<iq type=\"error\" id=\"");
+	buf_append(&iq, hd->id.p, hd->id.len);
+	buf_putc(&iq, '"');
+	if (hd->from.p != NULL) {
+		buf_puts(&iq, " to=\"");
+		buf_append(&iq, hd->from.p, hd->from.len);
+		buf_putc(&iq, '"');
+	}
+	buf_puts(&iq, "><error type=\"cancel\"><service-unavailable xmlns=\""
+	    NS_STANZAS "\"/></error></iq>");
+	log_info("answered a request no client receives with "
+	    "service-unavailable");
+	if (h->cb->stanza(h->arg, iq.data, iq.len, 0, &text) != NULL)
+		log_info("could not answer the request: %s", text);
+	buf_free(&iq);
+}
+
+static int
+is_type(const struct head *hd, const char *a, const char *b)
+{
+	return head_is(&hd->type, a) || (b != NULL && head_is(&hd->type, b));
+}
+
+void
+hub_relay(struct hub *h, const char *line, size_t len)
+{
+	struct client *c, *next;
+	struct fan_ref r;
+	struct head hd;
+	int served = 0;
+
+	if (head_parse(&hd, line, len) != 0) {
+		hub_broadcast(h, line, len);
+		return;
+	}
+	if (hd.kind == HEAD_IQ && is_type(&hd, "result", "error") &&
+	    hd.id.len > sizeof(WIRE_PREFIX) - 1 &&
+	    memcmp(hd.id.p, WIRE_PREFIX, sizeof(WIRE_PREFIX) - 1) == 0) {
+		route_answer(h, &hd);
+		return;
+	}
+	if ((hd.kind == HEAD_MESSAGE || hd.kind == HEAD_PRESENCE) &&
+	    hd.id.p != NULL && is_type(&hd, "error", NULL) &&
+	    route_bounce(h, &hd))
+		return;
+	/* Copied once, only when a client takes it; shared by all. */
+	for (c = h->clients; c != NULL; c = next) {
+		next = c->next;
+		if (c->closing || (c->filter != NULL &&
+		    !filter_match(c->filter, &hd, h->account)))
+			continue;
+		if (served++ == 0)
+			fan_put(&h->fan, line, len, &r);
+		client_queue(c, &r);
+	}
+	if (served == 0 && hd.kind == HEAD_IQ && is_type(&hd, "get", "set"))
+		unserved(h, &hd);
+}
+
+/* The receipt of a client's n-th stanza, wherever it waits. */
+static int
+receipt_take(struct client *c, unsigned long n, char **id)
+{
+	struct receipt *r;
+	size_t i, j;
+
+	for (i = 0; i < c->rcount; i++) {
+		r = &c->rcpt[(c->rfirst + i) % c->rcap];
+		if ((uint32_t)r->n != (uint32_t)n)
+			continue;
+		*id = r->id;
+		/* In order, it is the first: otherwise close the gap. */
+		for (j = i; j > 0; j--)
+			c->rcpt[(c->rfirst + j) % c->rcap] =
+			    c->rcpt[(c->rfirst + j - 1) % c->rcap];
+		c->rfirst = (c->rfirst + 1) % c->rcap;
+		c->rcount--;
+		return 1;
+	}
+	return 0;
+}
+
+static struct client *
+tag_client(struct hub *h, uint64_t tag, unsigned long *n, char **id)
+{
+	struct client *c = find_client(h, (unsigned long)(tag >> 32));
+
+	*n = (unsigned long)(tag & 0xffffffffu);
+	if (c == NULL || c->closing || !receipt_take(c, *n, id))
+		return NULL;
+	return c;
+}
+
+void
+hub_acked(struct hub *h, uint64_t tag)
+{
+	struct client *c;
+	unsigned long n;
+	struct buf line;
+	char *id;
+
+	if ((c = tag_client(h, tag, &n, &id)) == NULL)
+		return;
+	buf_init(&line);
+	buf_printf(&line, "<ack xmlns=\"urn:x-clawsd\" n=\"%lu\"", n);
+	if (id != NULL)
+		xmlw_attr_pair(&line, "id", id);
+	buf_puts(&line, "/>\n");
+	client_send(c, line.data, line.len);
+	buf_free(&line);
+	free(id);
+	client_settle(c);
+}
+
+void
+hub_refused(struct hub *h, uint64_t tag, const char *condition,
+    const char *text)
+{
+	struct client *c;
+	unsigned long n;
+	char *id;
+
+	if ((c = tag_client(h, tag, &n, &id)) == NULL)
+		return;
+	stanza_error(c, condition, text, n, id);
+	free(id);
+	client_settle(c);
+}
+
 void
 hub_status(struct hub *h, const char *line, size_t len, int announce)
 {
@@ -747,7 +1236,8 @@ hub_drain(struct hub *h)
 
 	for (c = h->clients; c != NULL; c = next) {
 		next = c->next;
-		if (c->closing || uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0)
+		if (c->closing || c->eof ||
+		    uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0)
 			continue;
 		while (!c->closing &&
 		    (n = read(fd, h->rbuf, sizeof(h->rbuf))) > 0)
@@ -765,7 +1255,7 @@ hub_pause(struct hub *h, int paused)
 	h->paused = paused;
 	for (c = h->clients; c != NULL; c = next) {
 		next = c->next;
-		if (c->closing || c->frame == NULL)
+		if (c->closing || c->eof || c->frame == NULL)
 			continue;
 		/* uv_read_stop cannot fail (libuv's documentation). */
 		if (paused)
@@ -785,7 +1275,11 @@ hub_close_clients(struct hub *h)
 static void
 on_hub_closed(uv_handle_t *handle)
 {
-	free(handle->data);
+	struct hub *h = handle->data;
+
+	/* The last of its handles to close frees the hub. */
+	if (--h->handles == 0)
+		free(h);
 }
 
 void
@@ -797,6 +1291,8 @@ hub_free(struct hub *h)
 	hub_close_clients(h);
 	buf_free(&h->status);
 	fan_free(&h->fan);
+	free(h->account);
 	/* The last handle to close frees the hub, on the next loop turn. */
 	uv_close((uv_handle_t *)&h->flush, on_hub_closed);
+	uv_close((uv_handle_t *)&h->expiry, on_hub_closed);
 }

@@ -6,18 +6,33 @@
 #define CLAWSD_HUB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
 #include "conf.h"
 
+/* What the answer to the status command says of the session (SPEC 4.5). */
+struct hub_state {
+	const char	*state;
+	const char	*jid;		/* NULL while not bound */
+	int		 sm;
+	size_t		 queued;
+	size_t		 unacked;
+	unsigned long	 since;		/* seconds in this state */
+};
+
 struct hub_cb {
 	/*
-	 * A stanza from a client: NULL if accepted, else the condition of
-	 * the error line (SPEC section 4) and a human text in `*text'.
+	 * A stanza for the server, from a client or the hub's own: NULL if
+	 * accepted, else the condition of the error line (SPEC section 4)
+	 * and a human text in `*text'.  A `tag' other than 0 asks for a
+	 * receipt: hub_acked or hub_refused with that tag later.
 	 */
 	const char *(*stanza)(void *arg, const char *data, size_t len,
-		    const char **text);
+		    uint64_t tag, const char **text);
+	/* The session's state, for the status command. */
+	void	(*state)(void *arg, struct hub_state *);
 };
 
 struct hub;
@@ -39,6 +54,17 @@ int		 hub_listen(struct hub *, const struct conf *, int fd);
 void		 hub_unlisten(struct hub *);
 /* Send a line (ending in \n) to every client. */
 void		 hub_broadcast(struct hub *, const char *line, size_t len);
+/*
+ * A stanza from the server (a line ending in \n): an answer or a bounce
+ * to the client that asked, anything else to every client whose filter
+ * takes it; a request nobody takes is answered service-unavailable.
+ */
+void		 hub_relay(struct hub *, const char *line, size_t len);
+/* The server has the stanza of this tag (see hub_cb.stanza)... */
+void		 hub_acked(struct hub *, uint64_t tag);
+/* ... or it was dropped. */
+void		 hub_refused(struct hub *, uint64_t tag, const char *condition,
+		    const char *text);
 /*
  * Set the status line every new client gets first; with `announce', send it
  * to the connected clients too.

@@ -59,7 +59,7 @@ on_line(void *arg, const char *line, size_t len)
 {
 	struct clawsd *d = arg;
 
-	hub_broadcast(d->hub, line, len);
+	hub_relay(d->hub, line, len);
 }
 
 static void
@@ -104,11 +104,12 @@ on_stopped(void *arg)
 }
 
 static const char *
-on_stanza(void *arg, const char *data, size_t len, const char **text)
+on_stanza(void *arg, const char *data, size_t len, uint64_t tag,
+    const char **text)
 {
 	struct clawsd *d = arg;
 
-	switch (session_submit(d->session, data, len)) {
+	switch (session_submit(d->session, data, len, tag)) {
 	case 0:
 		return NULL;
 	case SESSION_TOO_LARGE:
@@ -118,6 +119,37 @@ on_stanza(void *arg, const char *data, size_t len, const char **text)
 		*text = "the session is down and the queue is full";
 		return "queue-full";
 	}
+}
+
+static void
+on_hub_state(void *arg, struct hub_state *st)
+{
+	struct clawsd *d = arg;
+	struct session_info si;
+
+	session_info(d->session, &si);
+	st->state = si.state;
+	st->jid = si.jid;
+	st->sm = si.sm;
+	st->queued = si.queued;
+	st->unacked = si.unacked;
+	st->since = (unsigned long)((uv_now(&d->loop) - si.since) / 1000);
+}
+
+static void
+on_acked(void *arg, uint64_t tag)
+{
+	struct clawsd *d = arg;
+
+	hub_acked(d->hub, tag);
+}
+
+static void
+on_refused(void *arg, uint64_t tag, const char *condition, const char *text)
+{
+	struct clawsd *d = arg;
+
+	hub_refused(d->hub, tag, condition, text);
 }
 
 static void
@@ -134,10 +166,13 @@ static const struct session_cb session_cb = {
 	.state = on_state,
 	.congested = on_congested,
 	.stopped = on_stopped,
+	.acked = on_acked,
+	.refused = on_refused,
 };
 
 static const struct hub_cb hub_cb = {
 	.stanza = on_stanza,
+	.state = on_hub_state,
 };
 
 /* SPEC section 5: no new clients, take what clients wrote, then close. */

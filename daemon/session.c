@@ -264,6 +264,14 @@ struct session {
 	char			*bind_id;
 	char			*session_id;
 	char			*ping_id;	/* a ping awaits its pong */
+	uint64_t		 since;		/* loop time of set_state */
+	/*
+	 * Receipts without stream management: the tags of the stanzas sent
+	 * since, the first `rcpt_covered' of them before the ping `rcpt_id'.
+	 */
+	uint64_t		*rcpt;
+	size_t			 nrcpt, rcpt_cap, rcpt_covered;
+	char			*rcpt_id;
 	unsigned long		 next_id;
 	struct squeue		 queue;		/* from clients, not yet sent */
 	struct sm		*sm;
@@ -279,6 +287,17 @@ const char *
 session_state(const struct session *s)
 {
 	return machine[s->state].seed;
+}
+
+void
+session_info(const struct session *s, struct session_info *i)
+{
+	i->state = machine[s->state].seed;
+	i->jid = s->state == ST_BINDED ? s->jid : NULL;
+	i->sm = s->state == ST_BINDED && sm_on(s->sm);
+	i->queued = squeue_count(&s->queue);
+	i->unacked = sm_unacked(s->sm) + s->nrcpt;
+	i->since = s->since;
 }
 
 /*
@@ -297,6 +316,7 @@ set_state(struct session *s, enum state next, const char *detail)
 	log_debug("state: %s -> %s%s%s", from, to, detail ? ": " : "",
 	    detail ? detail : "");
 	s->state = next;
+	s->since = uv_now(s->loop);
 	if (s->cb->state != NULL)
 		s->cb->state(s->arg, to, detail);
 }
@@ -337,22 +357,6 @@ request_ack(struct session *s)
 		send_raw(s, SM_R, sizeof(SM_R) - 1);
 }
 
-/* A stanza: with stream management, kept until the server has it. */
-static void
-send_stanza(struct session *s, const char *data, size_t len, int flags)
-{
-	send_raw(s, data, len);
-	sm_sent(s->sm, data, len, flags);
-	request_ack(s);
-}
-
-static void
-send_stanza_buf(struct session *s, struct buf *b)
-{
-	send_stanza(s, b->data, b->len, 0);
-	b->len = 0;
-}
-
 static char *
 new_id(struct session *s, const char *what)
 {
@@ -361,6 +365,108 @@ new_id(struct session *s, const char *what)
 	snprintf(id, sizeof(id), "clawsd-%s-%lx-%lu", what,
 	    (unsigned long)getpid(), ++s->next_id);
 	return xstrdup(id);
+}
+
+static void
+report_ack(struct session *s, uint64_t tag)
+{
+	if (tag != 0 && s->cb->acked != NULL)
+		s->cb->acked(s->arg, tag);
+}
+
+static void
+report_refused(struct session *s, uint64_t tag, const char *condition,
+    const char *text)
+{
+	if (tag != 0 && s->cb->refused != NULL)
+		s->cb->refused(s->arg, tag, condition, text);
+}
+
+/*
+ * Without stream management, the server has a stanza once it answers a
+ * ping sent after it.  One such ping at a time: it covers every stanza
+ * sent before it, the next one those sent meanwhile.
+ */
+static void
+receipt_ping(struct session *s)
+{
+	if (s->rcpt_id != NULL || s->nrcpt == 0)
+		return;
+	s->rcpt_id = new_id(s, "receipt");
+	s->rcpt_covered = s->nrcpt;
+	s->scratch.len = 0;
+	buf_printf(&s->scratch, "<iq type='get' id='%s'", s->rcpt_id);
+	xmlw_attr_pair(&s->scratch, "to", s->conf->domain);
+	buf_puts(&s->scratch, "><ping xmlns='" NS_PING "'/></iq>");
+	send_buf(s, &s->scratch);
+}
+
+static void
+receipt_wait(struct session *s, uint64_t tag)
+{
+	if (s->nrcpt == s->rcpt_cap) {
+		s->rcpt_cap = s->rcpt_cap ? s->rcpt_cap * 2 : 64;
+		s->rcpt = xrealloc(s->rcpt, s->rcpt_cap * sizeof(*s->rcpt));
+	}
+	s->rcpt[s->nrcpt++] = tag;
+}
+
+/* The receipt ping is answered: the stanzas before it are acknowledged. */
+static void
+receipt_pong(struct session *s)
+{
+	size_t i, n = s->rcpt_covered;
+
+	free(s->rcpt_id);
+	s->rcpt_id = NULL;
+	s->rcpt_covered = 0;
+	for (i = 0; i < n; i++)
+		report_ack(s, s->rcpt[i]);
+	memmove(s->rcpt, s->rcpt + n, (s->nrcpt - n) * sizeof(*s->rcpt));
+	s->nrcpt -= n;
+	receipt_ping(s);
+}
+
+/* The connection is gone before the server confirmed these stanzas. */
+static void
+receipts_lost(struct session *s)
+{
+	size_t i, n = s->nrcpt;
+
+	free(s->rcpt_id);
+	s->rcpt_id = NULL;
+	s->nrcpt = s->rcpt_covered = 0;
+	for (i = 0; i < n; i++)
+		report_refused(s, s->rcpt[i], "timeout", "the connection was "
+		    "lost before the server confirmed the stanza");
+}
+
+/* Stream management released a stanza the server acknowledged. */
+static void
+on_released(void *arg, uint64_t tag)
+{
+	report_ack(arg, tag);
+}
+
+/* A stanza: with stream management, kept until the server has it. */
+static void
+send_stanza(struct session *s, const char *data, size_t len, int flags,
+    uint64_t tag)
+{
+	send_raw(s, data, len);
+	sm_sent(s->sm, data, len, flags, tag);
+	if (tag != 0 && !sm_counting(s->sm)) {
+		receipt_wait(s, tag);
+		receipt_ping(s);
+	}
+	request_ack(s);
+}
+
+static void
+send_stanza_buf(struct session *s, struct buf *b)
+{
+	send_stanza(s, b->data, b->len, 0, 0);
+	b->len = 0;
 }
 
 static void
@@ -418,6 +524,7 @@ clear_connection(struct session *s)
 	s->sm_offered = s->can_bind = 0;
 	s->server_max = 0;
 	set_congested(s, 0);
+	receipts_lost(s);
 	sm_lost(s->sm);
 	/* Without a session to resume, client stanzas go out again anew. */
 	if (sm_resume_id(s->sm) == NULL)
@@ -817,11 +924,14 @@ queue_send(struct session *s, int all)
 	    (p = squeue_at(&s->queue, 0, &len, NULL)) != NULL) {
 		/* Queued before the limit was known: sending it would only
 		 * get the stream closed, again and again. */
-		if (s->server_max > 0 && len > s->server_max)
+		if (s->server_max > 0 && len > s->server_max) {
 			log_warn("dropped a queued stanza of %zu bytes: the "
 			    "server accepts at most %zu", len, s->server_max);
-		else {
-			send_stanza(s, p, len, SM_CLIENT);
+			report_refused(s, squeue_tag(&s->queue, 0), "too-large",
+			    "larger than the server accepts");
+		} else {
+			send_stanza(s, p, len, SM_CLIENT,
+			    squeue_tag(&s->queue, 0));
 			n++;
 		}
 		squeue_drop(&s->queue, 1);
@@ -843,12 +953,12 @@ queue_flush(struct session *s)
 }
 
 int
-session_submit(struct session *s, const char *data, size_t len)
+session_submit(struct session *s, const char *data, size_t len, uint64_t tag)
 {
 	if (s->server_max > 0 && len > s->server_max)
 		return SESSION_TOO_LARGE;
 	if (squeue_count(&s->queue) == 0 && can_send(s)) {
-		send_stanza(s, data, len, SM_CLIENT);
+		send_stanza(s, data, len, SM_CLIENT, tag);
 		return 0;
 	}
 	/*
@@ -857,13 +967,13 @@ session_submit(struct session *s, const char *data, size_t len)
 	 * queue_max if need be (it is bounded by one read per client).
 	 */
 	if (s->state == ST_BINDED) {
-		squeue_push(&s->queue, data, len, SM_CLIENT);
+		squeue_push_tag(&s->queue, data, len, SM_CLIENT, tag);
 		set_congested(s, 1);
 		return 0;
 	}
 	if (squeue_count(&s->queue) >= s->conf->queue_max)
 		return SESSION_QUEUE_FULL;
-	squeue_push(&s->queue, data, len, SM_CLIENT);
+	squeue_push_tag(&s->queue, data, len, SM_CLIENT, tag);
 	return 0;
 }
 
@@ -1411,12 +1521,20 @@ on_enabled(struct session *s, const struct stream_elem *e)
 static void
 on_enable_failed(struct session *s, const struct stream_elem *e)
 {
+	size_t i, before = s->nrcpt;
+
+	/* What was sent meanwhile gets its receipt from a ping instead. */
+	for (i = 0; i < sm_unacked(s->sm); i++)
+		if (sm_unacked_tag(s->sm, i) != 0)
+			receipt_wait(s, sm_unacked_tag(s->sm, i));
 	if (sm_enable_failed(s->sm) != 0) {
+		s->nrcpt = before;
 		protocol_error(s, "stream management: <failed/> without "
 		    "<enable/>");
 		return;
 	}
 	log_warn("stream management: the server refused to enable it");
+	receipt_ping(s);
 }
 
 static void
@@ -1613,10 +1731,22 @@ pong(struct session *s, struct xnode *iq)
 	return 1;
 }
 
+/* The answer to a receipt ping (a result, or an error all the same). */
+static int
+receipt_answer(struct session *s, struct xnode *iq)
+{
+	if (!is_id(xnode_attr(iq, "id"), s->rcpt_id) ||
+	    !from_server(s, xnode_attr(iq, "from")))
+		return 0;
+	receipt_pong(s);
+	return 1;
+}
+
 static void
 on_iq(struct session *s, const struct stream_elem *e)
 {
-	if (pong(s, e->tree) || server_ping(s, e->tree))
+	if (pong(s, e->tree) || server_ping(s, e->tree) ||
+	    receipt_answer(s, e->tree))
 		return;
 	s->cb->line(s->arg, e->line, e->len);
 }
@@ -1825,8 +1955,10 @@ session_new(uv_loop_t *loop, const struct session_cb *cb, void *arg)
 	buf_init(&s->scratch);
 	squeue_init(&s->queue);
 	s->sm = sm_new();
+	sm_on_release(s->sm, on_released, s);
 	s->seed = (unsigned)uv_hrtime() ^ (unsigned)getpid();
 	s->state = ST_DISCONNECTED;
+	s->since = uv_now(loop);
 	return s;
 }
 
@@ -1951,7 +2083,11 @@ session_free(struct session *s)
 {
 	if (s == NULL)
 		return;
+	/* Nobody to tell about receipts any more. */
+	s->nrcpt = 0;
+	sm_on_release(s->sm, NULL, NULL);
 	clear_connection(s);
+	free(s->rcpt);
 	squeue_free(&s->queue);
 	sm_free(s->sm);
 	free(s->redirect);

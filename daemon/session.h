@@ -8,6 +8,7 @@
 #define CLAWSD_SESSION_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -37,6 +38,24 @@ struct session_cb {
 	void	(*congested)(void *arg, int on);
 	/* session_stop has finished. */
 	void	(*stopped)(void *arg);
+	/*
+	 * Receipts (SPEC 4.5): the server has the stanza submitted with
+	 * `tag' (a XEP-0198 ack, or the answer to a ping sent after it)...
+	 */
+	void	(*acked)(void *arg, uint64_t tag);
+	/* ... or it was dropped: the condition of its error line, a text. */
+	void	(*refused)(void *arg, uint64_t tag, const char *condition,
+		    const char *text);
+};
+
+/* For the status command (SPEC 4.5). */
+struct session_info {
+	const char	*state;		/* the seed's name */
+	const char	*jid;		/* NULL while not bound */
+	int		 sm;		/* stream management is on */
+	size_t		 queued;	/* waiting for the session */
+	size_t		 unacked;	/* sent, not yet acknowledged */
+	uint64_t	 since;		/* loop time of the last change, ms */
 };
 
 struct session;
@@ -56,8 +75,12 @@ void		 session_restart(struct session *);
 #define SESSION_QUEUE_FULL	(-1)
 #define SESSION_TOO_LARGE	(-2)	/* over the server's limit, XEP-0478 */
 
-/* A stanza from a client: 0 when accepted, else one of the above. */
-int		 session_submit(struct session *, const char *, size_t);
+/*
+ * A stanza from a client: 0 when accepted, else one of the above.  A
+ * `tag' other than 0 asks for its receipt: `acked' or `refused' later.
+ */
+int		 session_submit(struct session *, const char *, size_t,
+		    uint64_t tag);
 /*
  * Send what is queued, close the stream, and call `stopped' once the server
  * has closed its side or a few seconds have passed.
@@ -65,5 +88,6 @@ int		 session_submit(struct session *, const char *, size_t);
 void		 session_stop(struct session *);
 /* Name of the current state, as in the seed's state machine. */
 const char	*session_state(const struct session *);
+void		 session_info(const struct session *, struct session_info *);
 
 #endif

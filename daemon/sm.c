@@ -18,6 +18,8 @@ struct sm {
 	uint32_t	 h_in;		/* stanzas handled from the server */
 	uint32_t	 acked;		/* the server's last h */
 	struct squeue	 unacked;	/* sent after `acked', in order */
+	void		(*released)(void *, uint64_t);
+	void		*release_arg;
 };
 
 struct sm *
@@ -90,10 +92,10 @@ sm_on(const struct sm *sm)
 }
 
 void
-sm_sent(struct sm *sm, const char *data, size_t len, int flags)
+sm_sent(struct sm *sm, const char *data, size_t len, int flags, uint64_t tag)
 {
 	if (sm_counting(sm))
-		squeue_push(&sm->unacked, data, len, flags);
+		squeue_push_tag(&sm->unacked, data, len, flags, tag);
 }
 
 void
@@ -139,8 +141,27 @@ sm_want_ack(struct sm *sm)
 static void
 release(struct sm *sm, uint32_t n)
 {
+	uint64_t tag;
+	uint32_t i;
+
+	for (i = 0; sm->released != NULL && i < n; i++)
+		if ((tag = squeue_tag(&sm->unacked, i)) != 0)
+			sm->released(sm->release_arg, tag);
 	squeue_drop(&sm->unacked, n);
 	sm->acked += n;
+}
+
+void
+sm_on_release(struct sm *sm, void (*cb)(void *, uint64_t), void *arg)
+{
+	sm->released = cb;
+	sm->release_arg = arg;
+}
+
+uint64_t
+sm_unacked_tag(const struct sm *sm, size_t i)
+{
+	return squeue_tag(&sm->unacked, i);
 }
 
 /* h against what was sent; the counters wrap at 2^32. */
@@ -206,6 +227,7 @@ sm_resumed(struct sm *sm, uint32_t h, const char **why)
 void
 sm_closed(struct sm *sm)
 {
+	release(sm, (uint32_t)squeue_count(&sm->unacked));
 	reset(sm);
 }
 

@@ -44,8 +44,17 @@ int		 sm_counting(const struct sm *);
 /* The server counts for us: it may send <r/> and <a/> (enabled, resumed). */
 int		 sm_on(const struct sm *);
 
-/* A stanza was sent: kept until the server acknowledges it. */
-void		 sm_sent(struct sm *, const char *, size_t, int flags);
+/* A stanza was sent: kept (with the caller's tag) until acknowledged. */
+void		 sm_sent(struct sm *, const char *, size_t, int flags,
+		    uint64_t tag);
+/*
+ * Told of each stanza the server acknowledged (an <a/>, <resumed/>, or a
+ * stream both sides closed), with the tag sm_sent had for it (not 0).
+ */
+void		 sm_on_release(struct sm *, void (*)(void *, uint64_t),
+		    void *arg);
+/* The tag of the i-th unacknowledged stanza, oldest first. */
+uint64_t	 sm_unacked_tag(const struct sm *, size_t i);
 /* A stanza from the server was handled. */
 void		 sm_received(struct sm *);
 /* Our h: the stanzas handled from the server (for <a/> and <resume/>). */

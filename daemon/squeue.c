@@ -56,6 +56,19 @@ compact(struct squeue *q)
 void
 squeue_push(struct squeue *q, const char *data, size_t len, int flags)
 {
+	squeue_push_tag(q, data, len, flags, 0);
+}
+
+uint64_t
+squeue_tag(const struct squeue *q, size_t i)
+{
+	return ent(q, i)->tag;
+}
+
+void
+squeue_push_tag(struct squeue *q, const char *data, size_t len, int flags,
+    uint64_t tag)
+{
 	struct squeue_ent *e;
 
 	if (q->count == q->cap)
@@ -65,6 +78,7 @@ squeue_push(struct squeue *q, const char *data, size_t len, int flags)
 	e->off = q->bytes.len;
 	e->len = len;
 	e->flags = flags;
+	e->tag = tag;
 	buf_append(&q->bytes, data, len);
 }
 
@@ -106,9 +120,10 @@ squeue_prepend(struct squeue *to, struct squeue *from, int mask)
 	squeue_init(&merged);
 	for (i = 0; (p = squeue_at(from, i, &len, &flags)) != NULL; i++)
 		if ((flags & mask) == mask)
-			squeue_push(&merged, p, len, flags);
+			squeue_push_tag(&merged, p, len, flags,
+			    squeue_tag(from, i));
 	for (i = 0; (p = squeue_at(to, i, &len, &flags)) != NULL; i++)
-		squeue_push(&merged, p, len, flags);
+		squeue_push_tag(&merged, p, len, flags, squeue_tag(to, i));
 	squeue_free(from);
 	squeue_free(to);
 	*to = merged;

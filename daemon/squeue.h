@@ -6,6 +6,7 @@
 #define CLAWSD_SQUEUE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -13,6 +14,7 @@ struct squeue_ent {
 	size_t	 off;		/* in squeue.bytes */
 	size_t	 len;
 	int	 flags;		/* the caller's */
+	uint64_t tag;		/* the caller's, 0: none */
 };
 
 struct squeue {
@@ -27,6 +29,10 @@ struct squeue {
 void	 squeue_init(struct squeue *);
 void	 squeue_free(struct squeue *);
 void	 squeue_push(struct squeue *, const char *, size_t, int flags);
+void	 squeue_push_tag(struct squeue *, const char *, size_t, int flags,
+	    uint64_t tag);
+/* The tag of the i-th stanza from the front (i < count). */
+uint64_t squeue_tag(const struct squeue *, size_t i);
 /* The i-th stanza from the front; its bytes stay valid until a push. */
 const char *squeue_at(const struct squeue *, size_t i, size_t *len,
 	    int *flags);

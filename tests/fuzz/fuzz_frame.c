@@ -57,12 +57,16 @@ no_fault(struct run *r)
 }
 
 static void
-on_stanza(void *arg, const char *data, size_t len)
+on_stanza(void *arg, const char *data, size_t len,
+    const struct frame_stanza *st)
 {
 	struct run *r = arg;
 
 	no_fault(r);
 	if (len == 0 || memchr(data, '\0', len) != NULL)
+		abort();
+	/* The start tag's length, which the hub rewrites ids within. */
+	if (st->head == 0 || st->head > len || data[st->head - 1] != '>')
 		abort();
 	buf_putc(&r->events, 'S');
 	buf_append(&r->events, data, len);

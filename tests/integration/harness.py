@@ -1825,6 +1825,39 @@ class Peer:
         if not done.wait(5):
             raise HarnessError("peer: send_message did not run in 5s")
 
+    def send_raw(self, data):
+        """Write an XML stanza as is on the peer's stream."""
+        if not self._started.is_set() or self._failed:
+            raise HarnessError("peer not connected")
+        done = threading.Event()
+
+        def _send():
+            try:
+                self.xmpp.send_raw(data)
+            finally:
+                done.set()
+        self.loop.call_soon_threadsafe(_send)
+        if not done.wait(5):
+            raise HarnessError("peer: send_raw did not run in 5s")
+
+    def send_iq(self, to, payload, type="get", timeout=10.0):
+        """Send an iq of `type` to `to` with the XML element `payload` as
+        its child; the answer (result or error) as an XML string."""
+        if not self._started.is_set() or self._failed:
+            raise HarnessError("peer not connected")
+        import xml.etree.ElementTree as ET
+        from slixmpp.exceptions import IqError
+
+        async def _ask():
+            iq = self.xmpp.make_iq(ito=to, itype=type)
+            iq.append(ET.fromstring(payload))
+            try:
+                return str(await iq.send(timeout=timeout))
+            except IqError as e:
+                return str(e.iq)
+        fut = asyncio.run_coroutine_threadsafe(_ask(), self.loop)
+        return fut.result(timeout + 5)
+
     def wait_message(self, predicate=lambda m: True, timeout=10.0):
         """The first not-yet-returned received message matching predicate."""
         deadline = time.monotonic() + timeout

@@ -222,6 +222,7 @@ test_minimal_defaults(void **state)
 	assert_int_equal(c.socket_gid, (gid_t)-1);
 	assert_int_equal(c.max_clients, 64);
 	assert_int_equal(c.client_buffer, 4194304);
+	assert_int_equal(c.reply_timeout, 60);
 	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
 	conf_free(&c);
 	assert_empty_conf(&c);
@@ -265,6 +266,7 @@ test_every_key(void **state)
 	    "group = %s\n"
 	    "max_clients = 1\n"
 	    "client_buffer = 65536\n"
+	    "reply_timeout = 86400\n"
 	    "[log]\n"
 	    "level = DEBUG\n", ca, gr != NULL ? gr->gr_name : "0");
 	assert_int_equal(load(fx, &c, text), 0);
@@ -294,6 +296,7 @@ test_every_key(void **state)
 	assert_int_equal(c.socket_gid, gr != NULL ? getgid() : 0);
 	assert_int_equal(c.max_clients, 1);
 	assert_int_equal(c.client_buffer, 65536);
+	assert_int_equal(c.reply_timeout, 86400);
 	assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
 	conf_free(&c);
 }
@@ -631,6 +634,7 @@ test_bad_values(void **state)
 	    "group = no-such-group-clawsd\n"
 	    "max_clients = 0\n"
 	    "client_buffer = 65535\n"			/* 25 */
+	    "reply_timeout = 0\n"
 	    "[log]\n"
 	    "level = trace\n", 0),
 	    "5: [xmpp] port: not a number: \"52x2\"",
@@ -660,7 +664,8 @@ test_bad_values(void **state)
 	    "24: [socket] max_clients: out of range 1..65536: \"0\"",
 	    "25: [socket] client_buffer: out of range 65536..1073741824: "
 	    "\"65535\"",
-	    "27: [log] level: expected error, warn, info or debug: "
+	    "26: [socket] reply_timeout: out of range 1..86400: \"0\"",
+	    "28: [log] level: expected error, warn, info or debug: "
 	    "\"trace\"");
 }
 

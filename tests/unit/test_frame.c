@@ -41,7 +41,8 @@ struct rec {
 };
 
 static void
-on_stanza(void *arg, const char *data, size_t len)
+on_stanza(void *arg, const char *data, size_t len,
+    const struct frame_stanza *st)
 {
 	struct rec *r = arg;
 
@@ -50,6 +51,8 @@ on_stanza(void *arg, const char *data, size_t len)
 	/* The client's own bytes, which expat found well-formed. */
 	assert_null(memchr(data, '\0', len));
 	assert_true(data[0] == '<' && data[len - 1] == '>');
+	assert_true(st->head > 0 && st->head <= len);
+	assert_true(data[st->head - 1] == '>');
 	buf_append(&r->log, data, len);
 	buf_putc(&r->log, '\n');
 	r->stanzas++;
@@ -66,7 +69,7 @@ on_reject(void *arg, const char *condition, const char *text)
 	r->rejects++;
 }
 
-static const struct frame_cb cbs = { on_stanza, on_reject };
+static const struct frame_cb cbs = { on_stanza, on_reject, NULL };
 
 static void
 rec_init(struct rec *r, size_t max)

@@ -37,7 +37,7 @@ send_n(struct sm *sm, int n)
 
 	for (i = 0; i < n; i++) {
 		snprintf(text, sizeof(text), "<message id='%d'/>", i);
-		sm_sent(sm, text, strlen(text), SM_CLIENT);
+		sm_sent(sm, text, strlen(text), SM_CLIENT, 0);
 	}
 }
 
@@ -272,7 +272,7 @@ test_forget_requeues_client_stanzas(void **state)
 	(void)state;
 	squeue_init(&q);
 	squeue_push(&q, "<queued/>", 9, SM_CLIENT);
-	sm_sent(sm, "<own/>", 6, 0);	/* the daemon's: not sent again */
+	sm_sent(sm, "<own/>", 6, 0, 0);	/* the daemon's: not sent again */
 	send_n(sm, 2);
 	sm_lost(sm);
 	sm_forget(sm, &q);
