@@ -9,6 +9,7 @@ PREFIX	?= /usr/local
 # works as is.  The configuration lives in /etc/clawsd whatever the PREFIX:
 # the units and the built-in default path say so.
 SBINDIR	 = $(PREFIX)/sbin
+BINDIR	 = $(PREFIX)/bin
 MANDIR	 = $(PREFIX)/share/man
 UNITDIR	 = $(PREFIX)/lib/systemd/system
 SYSUSERSDIR = $(PREFIX)/lib/sysusers.d
@@ -23,7 +24,7 @@ CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wno-unused-parameter -Wformat=2
 CPPFLAGS += -Icommon -Idaemon -DCLAWSD_VERSION=\"$(VERSION)\" \
-	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+	   $(shell pkg-config --cflags $(PKGS) jansson 2>/dev/null)
 # Expat 2.6 (and Debian's 2.5 with the CVE-2023-52425 fix) may hold back
 # the end of an element until more input comes: the daemon turns that off.
 ifneq ($(shell grep -s XML_SetReparseDeferralEnabled /usr/include/expat.h),)
@@ -36,13 +37,19 @@ B	 = build
 COMMON_SRC = $(wildcard common/*.c)
 DAEMON_SRC = $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 LIB_OBJ	 = $(patsubst %.c,$(B)/%.o,$(COMMON_SRC) $(DAEMON_SRC))
+# clawsdctl: common/ and its own ctl/, nothing of the daemon.
+CTL_OBJ	 = $(patsubst %.c,$(B)/%.o,$(wildcard ctl/*.c) common/buf.c common/xmlw.c)
+CTL_LDLIBS = $(shell pkg-config --libs expat inih jansson 2>/dev/null)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 
-all: clawsd
+all: clawsd clawsdctl
 
 clawsd: $(B)/daemon/main.o $(B)/libclawsd.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+clawsdctl: $(CTL_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CTL_LDLIBS)
 
 $(B)/libclawsd.a: $(LIB_OBJ)
 	rm -f $@
@@ -71,7 +78,7 @@ unit: $(UNIT_BIN)
 
 # PYTEST_ARGS: more pytest arguments, e.g. "-k tls tests/integration/test_x.py".
 PYTEST_ARGS ?= tests/integration
-integration: clawsd $(B)/tests/srvq
+integration: clawsd clawsdctl $(B)/tests/srvq
 	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 check: deps
@@ -90,16 +97,18 @@ demo: deps clawsd
 	$(PYTHON) tests/demo.py
 
 clean:
-	rm -rf $(B) clawsd
+	rm -rf $(B) clawsd clawsdctl
 
 # The units name /usr/local/sbin/clawsd; another PREFIX is written in.  An
 # existing configuration is never replaced.
-install: clawsd
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+install: clawsd clawsdctl
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) \
-	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8
 	install -d -m 0750 $(DESTDIR)$(CONFDIR)
 	install -m 0755 clawsd $(DESTDIR)$(SBINDIR)/clawsd
+	install -m 0755 clawsdctl $(DESTDIR)$(BINDIR)/clawsdctl
 	set -e; for u in $(UNITS); do \
 		sed 's|/usr/local/sbin/clawsd|$(SBINDIR)/clawsd|g' systemd/$$u \
 		    >$(DESTDIR)$(UNITDIR)/$$u; \
@@ -108,6 +117,7 @@ install: clawsd
 	install -m 0644 systemd/clawsd.sysusers $(DESTDIR)$(SYSUSERSDIR)/clawsd.conf
 	install -m 0644 systemd/clawsd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/clawsd.conf
 	install -m 0644 daemon/clawsd.8 $(DESTDIR)$(MANDIR)/man8/clawsd.8
+	install -m 0644 ctl/clawsdctl.1 $(DESTDIR)$(MANDIR)/man1/clawsdctl.1
 	install -m 0644 conf/clawsd.conf.5 $(DESTDIR)$(MANDIR)/man5/clawsd.conf.5
 	@if [ -e $(DESTDIR)$(CONFDIR)/clawsd.conf ]; then \
 		echo "kept the existing $(DESTDIR)$(CONFDIR)/clawsd.conf"; \
@@ -119,6 +129,8 @@ install: clawsd
 # The configuration and passwords in $(CONFDIR) are the administrator's: kept.
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/clawsd
+	rm -f $(DESTDIR)$(BINDIR)/clawsdctl
+	rm -f $(DESTDIR)$(MANDIR)/man1/clawsdctl.1
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/clawsd.conf
 	rm -f $(DESTDIR)$(TMPFILESDIR)/clawsd.conf
@@ -165,9 +177,12 @@ VALGRIND = valgrind --leak-check=full --errors-for-leak-kinds=definite \
 	   --error-exitcode=99 -q
 VALGRIND_PYTEST_ARGS ?=
 
-# The daemon's binary inside a build folder (the ASan one: build-asan/clawsd).
+# The binaries inside a build folder (the ASan ones: build-asan/clawsd...).
 $(B)/clawsd: $(B)/daemon/main.o $(B)/libclawsd.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/clawsdctl: $(CTL_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CTL_LDLIBS)
 
 $(FZ)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -209,13 +224,13 @@ fuzz-regress: $(FUZZ_BIN)
 
 asan-build:
 	CFLAGS="$(ASAN_CFLAGS)" $(MAKE) --no-print-directory B=$(BA) \
-	    CC=$(ASAN_CC) $(BA)/clawsd $(ASAN_UNIT_BIN)
+	    CC=$(ASAN_CC) $(BA)/clawsd $(BA)/clawsdctl $(ASAN_UNIT_BIN)
 
 asan-check: asan-build
 	@set -e; for t in $(ASAN_UNIT_BIN); do \
 	    echo "== $$t (ASan+UBSan)"; $(ASAN_ENV) $$t; done
 	$(ASAN_ENV) CLAWSD_BIN=$(CURDIR)/$(BA)/clawsd \
-	    CLAWSD_TEST_SERVERS=$(ASAN_SERVERS) $(PYTHON) -m pytest -q \
+	    CLAWSDCTL_BIN=$(CURDIR)/$(BA)/clawsdctl CLAWSD_TEST_SERVERS=$(ASAN_SERVERS) $(PYTHON) -m pytest -q \
 	    -p no:cacheprovider $(ASAN_PYTEST_ARGS) tests/integration
 
 valgrind: clawsd

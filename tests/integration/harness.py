@@ -31,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # the daemon under test; CLAWSD_BIN in the environment overrides (e.g. a
 # build elsewhere, or under valgrind via a wrapper script)
 CLAWSD_BIN = Path(os.environ.get("CLAWSD_BIN") or REPO_ROOT / "clawsd")
+CLAWSDCTL_BIN = Path(os.environ.get("CLAWSDCTL_BIN") or REPO_ROOT / "clawsdctl")
 # a command the daemon runs under, e.g. "valgrind --leak-check=full
 # --error-exitcode=99" (`make valgrind`); empty: none
 CLAWSD_WRAPPER = shlex.split(os.environ.get("CLAWSD_WRAPPER", ""))

@@ -31,6 +31,7 @@ MAX_EXPOSURE = 1.5
 # What `make install DESTDIR=...' puts where, with the default PREFIX.
 INSTALLED = {
     "usr/local/sbin/clawsd": 0o755,
+    "usr/local/bin/clawsdctl": 0o755,
     "usr/local/lib/systemd/system/clawsd.service": 0o644,
     "usr/local/lib/systemd/system/clawsd@.service": 0o644,
     "usr/local/lib/systemd/system/clawsd.socket": 0o644,
@@ -38,6 +39,7 @@ INSTALLED = {
     "usr/local/lib/sysusers.d/clawsd.conf": 0o644,
     "usr/local/lib/tmpfiles.d/clawsd.conf": 0o644,
     "usr/local/share/man/man8/clawsd.8": 0o644,
+    "usr/local/share/man/man1/clawsdctl.1": 0o644,
     "usr/local/share/man/man5/clawsd.conf.5": 0o644,
     "etc/clawsd/clawsd.conf": 0o640,
 }
@@ -428,6 +430,7 @@ def test_make_install_other_prefix(tmpdir_path):
     make_install("DESTDIR=%s" % dest, "PREFIX=/usr")
     files = set(installed_files(dest))
     assert "usr/sbin/clawsd" in files
+    assert "usr/bin/clawsdctl" in files
     assert "usr/lib/systemd/system/clawsd@.service" in files
     assert "usr/share/man/man8/clawsd.8" in files
     for unit in ("clawsd.service", "clawsd@.service"):
@@ -473,7 +476,7 @@ def test_sysusers_and_tmpfiles(tmpdir_path):
 # --------------------------------------------------------------------------
 # man pages
 
-MAN_PAGES = ["daemon/clawsd.8", "conf/clawsd.conf.5"]
+MAN_PAGES = ["daemon/clawsd.8", "conf/clawsd.conf.5", "ctl/clawsdctl.1"]
 
 
 def test_man_pages_lint_clean():
@@ -495,6 +498,15 @@ def test_man_pages_cover_options_and_keys():
                  "LISTEN_FDS", "NOTIFY_SOCKET", "JOURNAL_STREAM", "clawsd@.service",
                  "/run/clawsd/"):
         assert word in page8, word
+
+    # every command and option of clawsdctl(1), as SPEC section 7 lists them
+    page1 = (REPO / "ctl/clawsdctl.1").read_text()
+    for flag in ("s", "c", "T", "q"):
+        assert re.search(r"(?m)^\.It Fl %s\b" % flag, page1), flag
+    for cmd in ("send", "iq", "listen", "status", "raw"):
+        assert re.search(r"(?m)^\.It Cm %s\b" % cmd, page1), cmd
+    for status in ("0", "1", "64", "69", "75"):
+        assert re.search(r"(?m)^\.It %s$" % status, page1), status
 
     # every key of the example configuration is described in clawsd.conf(5)
     example = (REPO / "conf/clawsd.conf").read_text()
