@@ -93,7 +93,10 @@ DEBIAN13_TARGETS ?= check
 check-debian13:
 	sh tests/debian13.sh $(DEBIAN13_TARGETS)
 
-demo: deps clawsd
+# The demo needs less than the tests: Prosody, socat, OpenSSL.
+demo:
+	@sh tests/deps.sh demo
+	$(MAKE) --no-print-directory clawsd clawsdctl
 	$(PYTHON) tests/demo.py
 
 clean:

@@ -2,11 +2,14 @@
 """`make demo`: clawsd against a throwaway Prosody on 127.0.0.1.
 
 Starts a private Prosody (temporary folder: config, test CA and certificate,
-data, log) with an account demo@localhost, writes a matching clawsd
-configuration (STARTTLS, certificate verified against the demo CA, socket in
-the temporary folder), prints two socat command lines to try, and runs clawsd
-in the foreground with its log on this terminal.  Ctrl-C (or SIGTERM) stops
-clawsd and Prosody and removes the temporary folder.
+data, log) with two accounts, demo@localhost and friend@localhost, writes a
+matching clawsd configuration for each (STARTTLS, certificate verified
+against the demo CA, sockets in the temporary folder), prints the friend's
+credentials and ready command lines to try both directions, runs the
+friend's clawsd in the background (quiet) and demo's in the foreground with
+its log on this terminal.  Ctrl-C (or SIGTERM) stops both, and Prosody, and
+removes the temporary folder.  It needs only Prosody, socat and OpenSSL
+besides what builds clawsd (`tests/deps.sh demo`).
 
     /usr/bin/python3 tests/demo.py [-v]      (from the repository root)
 """
@@ -35,10 +38,10 @@ def _on_signal(signum, _frame):
 
 def main(argv):
     verbose = "-v" in argv or "--verbose" in argv
-    if not harness.CLAWSD_BIN.exists():
-        print("demo: %s is not built: run `make clawsd` first" % harness.CLAWSD_BIN,
-              file=sys.stderr)
-        return 1
+    for binary in (harness.CLAWSD_BIN, harness.CLAWSDCTL_BIN):
+        if not binary.exists():
+            print("demo: %s is not built: run `make` first" % binary, file=sys.stderr)
+            return 1
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -46,48 +49,71 @@ def main(argv):
 
     top = Path(tempfile.mkdtemp(prefix="clawsd-demo-"))
     prosody = None
-    clawsd = None
+    clawsd = friend = None
     rc = 0
     try:
         print("demo: temporary folder %s" % top, flush=True)
         pki = harness.PKI(top / "pki")
         prosody = harness.Prosody(pki, directory=top / "prosody", log_level="info")
         password = secrets.token_urlsafe(12)
+        friend_password = secrets.token_urlsafe(12)
         prosody.register("demo", password)
+        prosody.register("friend", friend_password)
         prosody.start()
-        print("demo: Prosody listening on 127.0.0.1:%d (STARTTLS) and :%d (direct TLS), "
-              "account demo@localhost" % (prosody.c2s_port, prosody.direct_tls_port), flush=True)
+        print("demo: Prosody listening on 127.0.0.1:%d (STARTTLS) and :%d (direct TLS)"
+              % (prosody.c2s_port, prosody.direct_tls_port), flush=True)
 
-        conf = harness.Clawsd("demo", password, prosody.c2s_port, tls="starttls",
-                              ca_file=pki.ca_cert, reconnect_delay=1,
-                              reconnect_max_delay=10, connect_timeout=10,
-                              log_level="debug" if verbose else "info",
-                              directory=top / "clawsd")
-        sock = shlex.quote(str(conf.socket_path))
-        stanza = '<message to="demo@localhost" type="chat"><body>hello</body></message>'
-        bar = "-" * 72
-        print(bar)
-        print("clawsd socket: %s" % conf.socket_path)
-        print("In another terminal, subscribe (every stanza, one line each):")
-        print()
-        print("    socat - UNIX-CONNECT:%s" % sock)
-        print()
-        print("and in a third one, send a message to demo@localhost itself")
-        print("(it shows up at the subscriber):")
-        print()
-        print("    printf '%s' | socat - UNIX-CONNECT:%s" % (stanza, sock))
-        print()
-        print("(every client is also a subscriber: the sending socat prints the")
-        print("`connected` status line it gets first, too)")
-        print()
-        print("Ctrl-C here stops clawsd and Prosody and removes %s" % top)
-        print(bar, flush=True)
-
-        # clawsd in the foreground: its log (stderr) goes to this terminal.
-        # Own process group, so Ctrl-C reaches us and we stop it by pid.
+        def config(user, pw, level):
+            return harness.Clawsd(user, pw, prosody.c2s_port, tls="starttls",
+                                  ca_file=pki.ca_cert, reconnect_delay=1,
+                                  reconnect_max_delay=10, connect_timeout=10,
+                                  log_level=level, directory=top / user)
+        conf = config("demo", password, "debug" if verbose else "info")
+        fconf = config("friend", friend_password, "warn")
+        # The friend's clawsd in the background, quiet; demo's in the
+        # foreground: its log (stderr) goes to this terminal.  Own process
+        # groups, so Ctrl-C reaches us and we stop them by pid.  The command
+        # lines are printed once both sockets are there.
+        flog = open(fconf.log_path, "ab")
+        friend = subprocess.Popen([str(harness.CLAWSD_BIN), "-c", str(fconf.config_path)],
+                                  cwd=str(fconf.dir), stdin=subprocess.DEVNULL,
+                                  stdout=flog, stderr=flog, start_new_session=True)
+        flog.close()
         clawsd = subprocess.Popen([str(harness.CLAWSD_BIN), "-c", str(conf.config_path)],
                                   cwd=str(conf.dir), stdin=subprocess.DEVNULL,
                                   start_new_session=True)
+        fconf.proc, conf.proc = friend, clawsd
+        fconf.wait_socket()
+        conf.wait_socket()
+        ctl = shlex.quote(str(harness.CLAWSDCTL_BIN))
+        sock = shlex.quote(str(conf.socket_path))
+        fsock = shlex.quote(str(fconf.socket_path))
+        stanza = '<message to="friend@localhost" type="chat"><body>hello, raw</body></message>'
+        bar = "-" * 72
+        print(bar)
+        print("clawsd runs here as demo@localhost; its socket: %s" % conf.socket_path)
+        print()
+        print("In another terminal, listen to what demo@localhost receives:")
+        print()
+        print("    %s -s %s listen -o text" % (ctl, sock))
+        print()
+        print("A second account, friend@localhost, password %s" % friend_password)
+        print("(Prosody on 127.0.0.1 port %d, STARTTLS, CA %s), is online through"
+              % (prosody.c2s_port, pki.ca_cert))
+        print("a second clawsd.  Make it send a message to demo@localhost (it shows")
+        print("up at the listener):")
+        print()
+        print("    %s -s %s send demo@localhost 'hello from friend & co'" % (ctl, fsock))
+        print()
+        print("The other way, demo@localhost to friend@localhost, with clawsdctl or")
+        print("with socat (watch it with `%s -s %s listen`):" % (ctl, fsock))
+        print()
+        print("    %s -s %s send friend@localhost 'hello from demo'" % (ctl, sock))
+        print("    printf '%s' | socat - UNIX-CONNECT:%s" % (stanza, sock))
+        print()
+        print("Ctrl-C here stops everything and removes %s" % top)
+        print(bar, flush=True)
+
         rc = clawsd.wait()
         print("demo: clawsd exited with status %d" % rc, file=sys.stderr)
         if rc != 0:
@@ -106,6 +132,8 @@ def main(argv):
             code = harness.stop_process(clawsd, timeout=10)
             if code not in (0, None) and rc == 0:
                 rc = code if code > 0 else 1
+        if friend is not None:
+            harness.stop_process(friend, timeout=10)
         if prosody is not None:
             prosody.stop()
         shutil.rmtree(top, ignore_errors=True)

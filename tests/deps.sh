@@ -2,7 +2,7 @@
 # clawsd: make sure the Debian packages needed to build and test are there.
 # Quiet when nothing is missing.  As root, installs what is missing; otherwise
 # says what to install and exits 1.  Run by `make deps'; with the argument
-# `bench', by tests/bench/deps.sh for `make bench'.
+# `demo', by `make demo'; with `bench', by tests/bench/deps.sh for `make bench'.
 set -eu
 
 label=clawsd
@@ -16,6 +16,13 @@ PACKAGES="gcc make pkg-config libuv1-dev libexpat1-dev libmbedtls-dev
 libinih-dev libjansson-dev libcmocka-dev prosody ejabberd dnsmasq-base python3
 python3-slixmpp python3-pytest openssl socat ca-certificates
 systemd mandoc clang libclang-rt-dev valgrind"
+
+# `make demo': what builds clawsd and clawsdctl, and what the demo runs.
+if [ "${1:-}" = demo ]; then
+	label="clawsd demo"
+	PACKAGES="gcc make pkg-config libuv1-dev libexpat1-dev libmbedtls-dev
+libinih-dev libjansson-dev prosody socat openssl ca-certificates python3"
+fi
 
 # `make bench': what builds clawsd, the libstrophe relay (libstrophe with
 # OpenSSL) and the orchestrator's certificates.

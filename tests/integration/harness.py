@@ -226,7 +226,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost
+subjectAltName = {san}
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 [ v3_elsewhere ]
@@ -240,17 +240,19 @@ authorityKeyIdentifier = keyid
 
 
 class PKI:
-    """A test CA, a server certificate for DNS:localhost signed by it, one
-    for DNS:elsewhere.test signed by it too (a trusted certificate with the
-    wrong name), and a second unrelated CA (for the 'untrusted certificate'
-    test).  Made with the openssl command line in a temporary folder."""
+    """A test CA, a server certificate for DNS:localhost (or `names`) signed
+    by it, one for DNS:elsewhere.test signed by it too (a trusted certificate
+    with the wrong name), and a second unrelated CA (for the 'untrusted
+    certificate' test).  Made with the openssl command line in a temporary
+    folder."""
 
-    def __init__(self, directory=None):
+    def __init__(self, directory=None, names=("localhost",)):
         self._own_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="clawsd-pki-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cnf = self.dir / "openssl.cnf"
-        self.cnf.write_text(_OPENSSL_CNF)
+        self.cnf.write_text(_OPENSSL_CNF.replace(
+            "{san}", ",".join("DNS:" + n for n in names)))
         self.ca_key = self.dir / "ca.key"
         self.ca_cert = self.dir / "ca.crt"
         self.server_key = self.dir / "localhost.key"
