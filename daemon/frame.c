@@ -67,18 +67,20 @@ keep_string(struct buf *b, const char *s)
 }
 
 /*
- * The local name (commands) and the attributes without a namespace of the
- * element that begins: a stanza's or a command's, read at its end.
+ * The local name and the attributes without a namespace of the element that
+ * begins, read at its end: all of a command's, a stanza's type, id and to.
  */
 static void
-keep_attrs(struct frame *f, const char *local, const char **attrs)
+keep_attrs(struct frame *f, const char *local, const char **attrs, int all)
 {
 	size_t i;
 
 	f->attrs.len = 0;
 	keep_string(&f->attrs, local);
 	for (i = 0; attrs[i] != NULL; i += 2) {
-		if (strchr(attrs[i], XMLW_NSSEP) != NULL)
+		if (strchr(attrs[i], XMLW_NSSEP) != NULL || (!all &&
+		    strcmp(attrs[i], "type") != 0 && strcmp(attrs[i], "id") != 0 &&
+		    strcmp(attrs[i], "to") != 0))
 			continue;
 		keep_string(&f->attrs, attrs[i]);
 		keep_string(&f->attrs, attrs[i + 1]);
@@ -107,9 +109,9 @@ on_start(void *arg, const char *name, const char **attrs)
 	f->command = !f->stanza && f->cb->command != NULL &&
 	    strncmp(name, ctl, sizeof(ctl) - 1) == 0;
 	if (f->stanza)
-		keep_attrs(f, stanza, attrs);
+		keep_attrs(f, stanza, attrs, 0);
 	else if (f->command)
-		keep_attrs(f, name + sizeof(ctl) - 1, attrs);
+		keep_attrs(f, name + sizeof(ctl) - 1, attrs, 1);
 }
 
 /* The kept attributes as an array (name, value, ..., NULL), allocated. */
@@ -129,28 +131,31 @@ kept_attrs(struct frame *f)
 	return v;
 }
 
+/* A kept attribute's value, or NULL: read in place, no copy. */
 static const char *
-kept_attr(const char **v, const char *name)
+stanza_attr(const struct frame *f, const char *name)
 {
-	for (; v[0] != NULL; v += 2)
-		if (strcmp(v[0], name) == 0)
-			return v[1];
+	const char *p = f->attrs.data, *end = p + f->attrs.len;
+
+	for (p += strlen(p) + 1; p < end; p += strlen(p) + 1) {
+		if (strcmp(p, name) == 0)
+			return p + strlen(p) + 1;
+		p += strlen(p) + 1;
+	}
 	return NULL;
 }
 
 static void
 deliver_stanza(struct frame *f, const char *data, size_t len)
 {
-	const char **v = kept_attrs(f);
 	struct frame_stanza st;
 
 	st.name = f->attrs.data;
-	st.type = kept_attr(v, "type");
-	st.id = kept_attr(v, "id");
-	st.to = kept_attr(v, "to");
+	st.type = stanza_attr(f, "type");
+	st.id = stanza_attr(f, "id");
+	st.to = stanza_attr(f, "to");
 	st.head = f->head;
 	f->cb->stanza(f->arg, data, len, &st);
-	free(v);
 }
 
 static void
@@ -340,7 +345,9 @@ start_body(struct frame *f, size_t decl_len)
 		rc = parse(f, f->prolog.data, decl_len);
 	if (rc == 0)
 		rc = parse(f, WRAPPER, strlen(WRAPPER));
+	/* Our wrapper is no part of any element: nothing carried. */
 	f->mark = f->fed;
+	f->carry.len = 0;
 	if (rc == 0 && f->prolog.len > decl_len)
 		rc = parse(f, f->prolog.data + decl_len,
 		    f->prolog.len - decl_len);

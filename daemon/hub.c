@@ -149,8 +149,8 @@ stanza_error(struct client *c, const char *condition, const char *text,
 	struct buf line;
 
 	if (n > 0)
-		log_info("client %lu: stanza %lu: %s: %s", c->id, n, condition,
-		    text);
+		log_info("client %lu: %s: %s (stanza %lu)", c->id, condition,
+		    text, n);
 	else
 		log_info("client %lu: %s: %s", c->id, condition, text);
 	buf_init(&line);
@@ -985,20 +985,30 @@ find_client(struct hub *h, unsigned long id)
 	return NULL;
 }
 
-/* Every second while requests wait: those past reply_timeout get theirs. */
+/*
+ * Every second while requests wait: those past reply_timeout get theirs.
+ * While the session is down nothing goes out, and the clock waits: a
+ * request has reply_timeout from the time it can be sent.
+ */
 static void
 on_expiry(uv_timer_t *t)
 {
 	struct hub *h = t->data;
 	struct client *c, *next;
 	struct req_done done;
+	struct hub_state st;
 	char text[64];
-	int busy = 0;
+	int busy = 0, down;
 
+	memset(&st, 0, sizeof(st));
+	h->cb->state(h->arg, &st);
+	down = st.jid == NULL;
 	snprintf(text, sizeof(text), "no answer in %llu s",
 	    (unsigned long long)(h->reply_ms / 1000));
 	for (c = h->clients; c != NULL; c = next) {
 		next = c->next;
+		if (down)
+			req_extend(&c->req, uv_now(h->loop) + h->reply_ms);
 		while (req_expired(&c->req, uv_now(h->loop), &done)) {
 			stanza_error(c, "timeout", text, done.n, done.id);
 			free(done.id);

@@ -162,6 +162,16 @@ req_expired(struct req *r, uint64_t now, struct req_done *done)
 }
 
 void
+req_extend(struct req *r, uint64_t deadline)
+{
+	size_t i;
+
+	for (i = 0; r->ents != NULL && i < REQ_MAX; i++)
+		if (r->ents[i].seq != 0 && r->ents[i].deadline < deadline)
+			r->ents[i].deadline = deadline;
+}
+
+void
 req_cancel(struct req *r, unsigned long seq)
 {
 	size_t i;

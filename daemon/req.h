@@ -50,6 +50,8 @@ int		 req_answer(struct req *, unsigned long seq, const char *from,
 		    const char *account, struct req_done *done);
 /* The requests past their deadline, one per call: 1 with `*done', or 0. */
 int		 req_expired(struct req *, uint64_t now, struct req_done *);
+/* No deadline before `deadline': the clock waits while nothing is sent. */
+void		 req_extend(struct req *, uint64_t deadline);
 /* Forget request `seq' (it could not be sent). */
 void		 req_cancel(struct req *, unsigned long seq);
 size_t		 req_pending(const struct req *);

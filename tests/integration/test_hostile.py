@@ -266,8 +266,8 @@ BAD_INPUTS = [
     Row("stream-open-self-closed", STREAM_HEADER[:-1] + "/>", ["not-a-stanza"], False),
     Row("xml-decl-not-at-start", "\n<?xml version='1.0'?>", ["not-well-formed"], True),
     Row("partial-then-disconnect", partial_then_disconnect, [], None),
-    Row("partial-then-half-close", partial_then_half_close, [], True,
-        why="EOF inside an element: dropped, no line"),
+    Row("partial-then-half-close", partial_then_half_close, ["not-well-formed"], True,
+        why="EOF inside an element: dropped, and the client, still reading, told (SPEC 4.2)"),
     # namespaces
     Row("undeclared-prefix-child", "<message to='%s' id='{mark}'><foo:bar/><body>x</body>"
         "</message>" % PEER, ["not-well-formed"], True),

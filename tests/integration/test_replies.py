@@ -163,6 +163,21 @@ def test_reply_timeout(make_clawsd):
         assert el.get("n") == "2" and el.get("id") == "t1"
 
 
+def test_request_waits_for_the_session(make_clawsd, prosody):
+    # reply_timeout counts from when the request can go out: queued while
+    # the session is down (past several reconnect attempts), it gets its answer
+    port = harness.free_port()
+    d = make_clawsd(port=port, socket_opts={"reply_timeout": 1}).start()
+    with d.connect() as c:
+        c.read_line(timeout=5)
+        c.send('<iq type="get" id="w1" to="localhost">%s</iq>' % VERSION)
+        d.wait_log(r"retrying in", timeout=20, count=3)
+        with harness.Forwarder("127.0.0.1", port, prosody.c2s_port):
+            el = c.wait_for(lambda e: local_name(e.tag) == "iq" or is_ctl(e, "error"),
+                            timeout=30)
+        assert el.get("id") == "w1" and el.get("type") == "result", harness.tail(d.log())
+
+
 def test_request_from_the_peer_with_no_client(clawsd, peer):
     c, jid = connected(clawsd)
     c.close()

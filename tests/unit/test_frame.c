@@ -673,6 +673,113 @@ test_empty_feeds(void **state)
 	rec_free(&r);
 }
 
+/* What the hub reads of a stanza, and commands in urn:x-clawsd. */
+struct seen {
+	struct buf	 log;
+};
+
+static void
+seen_stanza(void *arg, const char *data, size_t len,
+    const struct frame_stanza *st)
+{
+	struct seen *s = arg;
+
+	buf_printf(&s->log, "%s type=%s id=%s to=%s head=%.*s\n", st->name,
+	    st->type ? st->type : "-", st->id ? st->id : "-",
+	    st->to ? st->to : "-", (int)st->head, data);
+}
+
+static void
+seen_reject(void *arg, const char *condition, const char *text)
+{
+	struct seen *s = arg;
+
+	buf_printf(&s->log, "!%s\n", condition);
+}
+
+static void
+seen_command(void *arg, const char *name, const char **attrs)
+{
+	struct seen *s = arg;
+	size_t i;
+
+	buf_printf(&s->log, "cmd %s", name);
+	for (i = 0; attrs[i] != NULL; i += 2)
+		buf_printf(&s->log, " %s=%s", attrs[i], attrs[i + 1]);
+	buf_putc(&s->log, '\n');
+}
+
+static const struct frame_cb seen_cbs = { seen_stanza, seen_reject,
+    seen_command };
+
+static void
+test_stanza_heads_and_commands(void **state)
+{
+	static const char in[] =
+	    "<iq type='get' id='a&amp;b' to=\"x@y\" from='me' xml:lang='en'>"
+	    "<q xmlns='urn:q'/></iq>"
+	    "<message id=\"m1\"><body>x</body></message>"
+	    "<status xmlns='urn:x-clawsd'/>"
+	    "<c:filter xmlns:c='urn:x-clawsd' stanzas='message' types=''>"
+	    "<ignored/></c:filter>"
+	    "<other xmlns='urn:elsewhere' type='x'/>";
+	static const char want[] =
+	    "iq type=get id=a&b to=x@y head=<iq type='get' id='a&amp;b' "
+	    "to=\"x@y\" from='me' xml:lang='en'>\n"
+	    "message type=- id=m1 to=- head=<message id=\"m1\">\n"
+	    "cmd status\n"
+	    "cmd filter stanzas=message types=\n"
+	    "!not-a-stanza\n";
+	size_t i;
+
+	for (i = 0; i < sizeof(chunkings) / sizeof(chunkings[0]); i++) {
+		struct seen s;
+		struct frame *f;
+		size_t off, n, step = chunkings[i] ? chunkings[i] : sizeof(in);
+
+		buf_init(&s.log);
+		f = frame_new(4096, &seen_cbs, &s);
+		for (off = 0; off < sizeof(in) - 1; off += n) {
+			n = sizeof(in) - 1 - off < step ? sizeof(in) - 1 - off :
+			    step;
+			assert_int_equal(frame_feed(f, in + off, n), 0);
+		}
+		assert_int_equal(frame_finish(f), 0);
+		assert_string_equal(buf_cstr(&s.log), want);
+		frame_free(f);
+		buf_free(&s.log);
+	}
+}
+
+static void
+test_finish(void **state)
+{
+	static const struct {
+		const char	*in;
+		int		 rc;
+	} cases[] = {
+		{ "", 0 }, { " \n", 0 }, { "<?xml version='1.0'?>", 0 },
+		{ "<message/>\n  ", 0 }, { "<mess", -1 }, { "<message>", -1 },
+		{ "<message><body>x</body>", -1 }, { "<message/><pres", -1 },
+		{ "<?xml versi", -1 },
+	};
+	const char *cond, *text;
+	struct rec r;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rec_init(&r, 4096);
+		assert_int_equal(frame_feed(r.f, cases[i].in,
+		    strlen(cases[i].in)), 0);
+		assert_int_equal(frame_finish(r.f), cases[i].rc);
+		if (cases[i].rc != 0) {
+			frame_error(r.f, &cond, &text);
+			assert_string_equal(cond, FRAME_NOT_WELL_FORMED);
+		}
+		rec_free(&r);
+	}
+}
+
 int
 main(void)
 {
@@ -690,6 +797,8 @@ main(void)
 		cmocka_unit_test(test_split_tail),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_empty_feeds),
+		cmocka_unit_test(test_stanza_heads_and_commands),
+		cmocka_unit_test(test_finish),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -100,6 +100,14 @@ test_expiry(void **state)
 	assert_string_equal(d.id, "late");
 	free(d.id);
 	assert_true(req_idle(&r));
+	/* While nothing can be sent, the clock waits. */
+	a = req_add(&r, "held", NULL, 3, 1100);
+	req_extend(&r, 5000);
+	assert_false(req_expired(&r, 4999, &d));
+	req_extend(&r, 10);
+	assert_true(req_expired(&r, 5000, &d));
+	assert_string_equal(d.id, "held");
+	free(d.id);
 	req_free(&r);
 }
 
