@@ -165,18 +165,12 @@ kind_name(enum head_kind k)
 static int
 match_type(const struct list *l, const struct head *h)
 {
-	size_t i;
-
-	if (h->type.p == NULL) {
-		if (h->kind == HEAD_MESSAGE)
-			return list_has(l, "normal", 6);
-		if (h->kind == HEAD_PRESENCE)
-			return list_has(l, "available", 9);
-		return 0;
-	}
-	for (i = 0; i < l->n; i++)
-		if (head_is(&h->type, l->v[i]))
-			return 1;
+	if (h->type != NULL)
+		return list_has(l, h->type, strlen(h->type));
+	if (h->kind == HEAD_MESSAGE)
+		return list_has(l, "normal", 6);
+	if (h->kind == HEAD_PRESENCE)
+		return list_has(l, "available", 9);
 	return 0;
 }
 
@@ -206,15 +200,9 @@ jid_matches(const char *want, const char *jid)
 static int
 match_from(const struct list *l, const struct head *h, const char *account)
 {
-	char jid[FILTER_MAX_VALUE + 1];
-	const char *from = account;
+	const char *from = h->from != NULL ? h->from : account;
 	size_t i;
 
-	if (h->from.p != NULL) {
-		if (head_value(&h->from, jid, sizeof(jid)) < 0)
-			return 0;
-		from = jid;
-	}
 	for (i = 0; i < l->n; i++)
 		if (jid_matches(l->v[i], from))
 			return 1;

@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,8 @@ struct frame {
 	int			 command;	/* ... or a command */
 	struct buf		 attrs;		/* its name, attributes: NUL
 						 * separated */
+	size_t			 at[3];		/* a stanza's type, id, to in
+						 * attrs, or SIZE_MAX */
 	size_t			 head;		/* bytes of its start tag */
 	unsigned long long	 fed;
 	unsigned long long	 mark;		/* start of the pending element */
@@ -66,23 +69,45 @@ keep_string(struct buf *b, const char *s)
 	buf_append(b, s, strlen(s) + 1);
 }
 
+/* Which of a stanza's type, id and to this attribute is, or -1. */
+static int
+stanza_attr(const char *a)
+{
+	switch (a[0]) {
+	case 't':
+		if (a[1] == 'o' && a[2] == '\0')
+			return 2;
+		return strcmp(a, "type") == 0 ? 0 : -1;
+	case 'i':
+		return a[1] == 'd' && a[2] == '\0' ? 1 : -1;
+	default:
+		return -1;
+	}
+}
+
 /*
- * The local name and the attributes without a namespace of the element that
- * begins, read at its end: all of a command's, a stanza's type, id and to.
+ * A stanza's name, type, id and to (their offsets in `attrs'), read at its
+ * end; a command's local name and every attribute without a namespace.
  */
 static void
-keep_attrs(struct frame *f, const char *local, const char **attrs, int all)
+keep_attrs(struct frame *f, const char *local, const char **attrs,
+    int command)
 {
 	size_t i;
+	int k;
 
 	f->attrs.len = 0;
+	f->at[0] = f->at[1] = f->at[2] = SIZE_MAX;
 	keep_string(&f->attrs, local);
 	for (i = 0; attrs[i] != NULL; i += 2) {
-		if (strchr(attrs[i], XMLW_NSSEP) != NULL || (!all &&
-		    strcmp(attrs[i], "type") != 0 && strcmp(attrs[i], "id") != 0 &&
-		    strcmp(attrs[i], "to") != 0))
+		if (command) {
+			if (strchr(attrs[i], XMLW_NSSEP) != NULL)
+				continue;
+			keep_string(&f->attrs, attrs[i]);
+		} else if ((k = stanza_attr(attrs[i])) >= 0)
+			f->at[k] = f->attrs.len;
+		else
 			continue;
-		keep_string(&f->attrs, attrs[i]);
 		keep_string(&f->attrs, attrs[i + 1]);
 	}
 }
@@ -131,18 +156,10 @@ kept_attrs(struct frame *f)
 	return v;
 }
 
-/* A kept attribute's value, or NULL: read in place, no copy. */
 static const char *
-stanza_attr(const struct frame *f, const char *name)
+kept(const struct frame *f, int k)
 {
-	const char *p = f->attrs.data, *end = p + f->attrs.len;
-
-	for (p += strlen(p) + 1; p < end; p += strlen(p) + 1) {
-		if (strcmp(p, name) == 0)
-			return p + strlen(p) + 1;
-		p += strlen(p) + 1;
-	}
-	return NULL;
+	return f->at[k] == SIZE_MAX ? NULL : f->attrs.data + f->at[k];
 }
 
 static void
@@ -151,9 +168,9 @@ deliver_stanza(struct frame *f, const char *data, size_t len)
 	struct frame_stanza st;
 
 	st.name = f->attrs.data;
-	st.type = stanza_attr(f, "type");
-	st.id = stanza_attr(f, "id");
-	st.to = stanza_attr(f, "to");
+	st.type = kept(f, 0);
+	st.id = kept(f, 1);
+	st.to = kept(f, 2);
 	st.head = f->head;
 	f->cb->stanza(f->arg, data, len, &st);
 }

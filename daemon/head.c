@@ -3,8 +3,6 @@
 
 #include "head.h"
 
-#define NS_CLIENT	"jabber:client"
-
 /* One start tag: its name and the span of its attributes. */
 struct tag {
 	const char	*name;
@@ -108,69 +106,6 @@ tag_attr(const struct tag *t, const char *name, size_t nlen)
 	return v;
 }
 
-static void
-head_attr_seen(struct head *h, const struct head_val *n,
-    const struct head_val *v, struct head_val *xmlns)
-{
-	/* Compared by length first: most attributes are none of these. */
-	switch (n->len) {
-	case 2:
-		if (n->p[0] == 'i' && n->p[1] == 'd')
-			h->id = *v;
-		else if (n->p[0] == 't' && n->p[1] == 'o')
-			h->to = *v;
-		break;
-	case 4:
-		if (memcmp(n->p, "type", 4) == 0)
-			h->type = *v;
-		else if (memcmp(n->p, "from", 4) == 0)
-			h->from = *v;
-		break;
-	case 5:
-		if (memcmp(n->p, "xmlns", 5) == 0)
-			*xmlns = *v;
-		break;
-	}
-}
-
-int
-head_parse(struct head *h, const char *line, size_t len)
-{
-	const char *end = line + len, *p, *q;
-	struct head_val n, v, xmlns = { NULL, 0 };
-	size_t nlen;
-
-	memset(h, 0, sizeof(*h));
-	h->line = line;
-	h->len = len;
-	if (len < 2 || line[0] != '<')
-		return -1;
-	for (q = p = line + 1; q < end && !space(*q) && *q != '>' &&
-	    *q != '/'; q++)
-		;
-	if ((nlen = (size_t)(q - p)) == 0)
-		return -1;
-	while (next_attr(&q, end, &n, &v) == 0)
-		head_attr_seen(h, &n, &v, &xmlns);
-	if (q < end && *q == '>')
-		h->empty = 0;
-	else if (end - q >= 2 && q[0] == '/' && q[1] == '>') {
-		h->empty = 1;
-		q++;
-	} else
-		return -1;
-	h->end = (size_t)(q + 1 - line);
-	if (!head_is(&xmlns, NS_CLIENT))
-		return 0;
-	if (nlen == 7 && memcmp(p, "message", 7) == 0)
-		h->kind = HEAD_MESSAGE;
-	else if (nlen == 8 && memcmp(p, "presence", 8) == 0)
-		h->kind = HEAD_PRESENCE;
-	else if (nlen == 2 && memcmp(p, "iq", 2) == 0)
-		h->kind = HEAD_IQ;
-	return 0;
-}
-
 /* One character of escaped text at *pp; -1 on a malformed reference. */
 static long
 unescape_one(const char **pp, const char *end)
@@ -203,25 +138,8 @@ unescape_one(const char **pp, const char *end)
 	return stop == semi && c > 0 && c < 128 ? c : -1;
 }
 
-int
-head_value(const struct head_val *v, char *out, size_t size)
-{
-	const char *p = v->p, *end = v->p + v->len;
-	size_t n = 0;
-	long c;
-
-	if (p == NULL || size == 0)
-		return -1;
-	while (p < end) {
-		if ((c = unescape_one(&p, end)) < 0 || n + 1 >= size)
-			return -1;
-		out[n++] = (char)c;
-	}
-	out[n] = '\0';
-	return (int)n;
-}
-
-int
+/* Does the value, unescaped, equal `s'? */
+static int
 head_is(const struct head_val *v, const char *s)
 {
 	const char *p = v->p, *end = v->p + v->len;
@@ -270,12 +188,13 @@ child_ns_is(const struct tag *child, const struct tag *top, const char *ns)
 int
 head_child_ns(const struct head *h, const char *ns)
 {
-	const char *p = h->line + h->end, *end = h->line + h->len;
+	const char *p, *end = h->line + h->len;
 	struct tag top, t;
 	int depth = 1;
 
-	if (h->empty || scan_tag(h->line, end, &top) != 0)
+	if (scan_tag(h->line, end, &top) != 0 || top.empty)
 		return 0;
+	p = top.end;
 	while ((p = memchr(p, '<', (size_t)(end - p))) != NULL) {
 		if (end - p >= 2 && p[1] == '/') {
 			if (--depth == 0)

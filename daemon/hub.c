@@ -1020,49 +1020,36 @@ on_expiry(uv_timer_t *t)
 		uv_timer_stop(t);
 }
 
-/* The line again with the value `v' in it replaced by `id', escaped. */
-static void
-replace_id(struct buf *out, const struct head *hd, const struct head_val *v,
-    const char *id)
-{
-	buf_append(out, hd->line, (size_t)(v->p - hd->line));
-	xmlw_attr(out, id, strlen(id));
-	buf_append(out, v->p + v->len, hd->len - (size_t)(v->p + v->len -
-	    hd->line));
-}
-
 /*
  * An answer to a client's request, by the id the hub gave it on the wire:
- * to that client only, with its own id.  One from elsewhere than the
- * request went to, or too late, is dropped.
+ * to that client only, with its own id in place of the hub's.  One from
+ * elsewhere than the request went to, or too late, is dropped.
  */
 static void
 route_answer(struct hub *h, const struct head *hd)
 {
-	char from[FILTER_MAX_VALUE + 1];
 	unsigned long cid, seq;
 	struct req_done done;
+	struct head_val v;
 	struct client *c;
 	struct buf line;
-	char wire[64];
 
-	if (head_value(&hd->id, wire, sizeof(wire)) < 0 ||
-	    sscanf(wire, WIRE_PREFIX "%lu-%lu", &cid, &seq) != 2)
-		return;
-	if (hd->from.p != NULL && head_value(&hd->from, from,
-	    sizeof(from)) < 0)
-		return;
-	c = find_client(h, cid);
-	if (c == NULL || !req_answer(&c->req, seq, hd->from.p ? from : NULL,
-	    h->account, &done)) {
+	if (sscanf(hd->id, WIRE_PREFIX "%lu-%lu", &cid, &seq) != 2 ||
+	    (c = find_client(h, cid)) == NULL ||
+	    !req_answer(&c->req, seq, hd->from, h->account, &done)) {
 		log_debug("dropped the answer %s: its client or its request "
-		    "is gone", wire);
+		    "is gone", hd->id);
 		return;
 	}
-	buf_init(&line);
-	replace_id(&line, hd, &hd->id, done.id);
-	client_send(c, line.data, line.len);
-	buf_free(&line);
+	if (head_attr(hd->line, hd->len, "id", &v) == 0) {
+		buf_init(&line);
+		buf_append(&line, hd->line, (size_t)(v.p - hd->line));
+		xmlw_attr(&line, done.id, strlen(done.id));
+		buf_append(&line, v.p + v.len, hd->len -
+		    (size_t)(v.p + v.len - hd->line));
+		client_send(c, line.data, line.len);
+		buf_free(&line);
+	}
 	free(done.id);
 	client_settle(c);
 }
@@ -1071,13 +1058,11 @@ route_answer(struct hub *h, const struct head *hd)
 static int
 route_bounce(struct hub *h, const struct head *hd)
 {
-	char id[1024];
 	struct client *c;
 
-	if (head_value(&hd->id, id, sizeof(id)) < 0)
-		return 0;
 	for (c = h->clients; c != NULL; c = c->next) {
-		if (!c->closing && req_bounce(&c->req, id, uv_now(h->loop))) {
+		if (!c->closing && req_bounce(&c->req, hd->id,
+		    uv_now(h->loop))) {
 			client_send(c, hd->line, hd->len);
 			return 1;
 		}
@@ -1087,8 +1072,7 @@ route_bounce(struct hub *h, const struct head *hd)
 
 /*
  * A request that no client receives is answered here, so the requester is
- * not left waiting (RFC 6120 8.4).  The id and the sender are copied as
- * the line has them: escaped for double quotes already.
+ * not left waiting (RFC 6120 8.4).
  */
 static void
 unserved(struct hub *h, const struct head *hd)
@@ -1096,17 +1080,13 @@ unserved(struct hub *h, const struct head *hd)
 	struct buf iq;
 	const char *text;
 
-	if (hd->id.p == NULL)
+	if (hd->id == NULL)
 		return;
 	buf_init(&iq);
-	buf_puts(&iq, "<iq type=\"error\" id=\"");
-	buf_append(&iq, hd->id.p, hd->id.len);
-	buf_putc(&iq, '"');
-	if (hd->from.p != NULL) {
-		buf_puts(&iq, " to=\"");
-		buf_append(&iq, hd->from.p, hd->from.len);
-		buf_putc(&iq, '"');
-	}
+	buf_puts(&iq, "<iq type=\"error\"");
+	xmlw_attr_pair(&iq, "id", hd->id);
+	if (hd->from != NULL)
+		xmlw_attr_pair(&iq, "to", hd->from);
 	buf_puts(&iq, "><error type=\"cancel\"><service-unavailable xmlns=\""
 	    NS_STANZAS "\"/></error></iq>");
 	log_info("answered a request no client receives with "
@@ -1119,43 +1099,39 @@ unserved(struct hub *h, const struct head *hd)
 static int
 is_type(const struct head *hd, const char *a, const char *b)
 {
-	return head_is(&hd->type, a) || (b != NULL && head_is(&hd->type, b));
+	return hd->type != NULL && (strcmp(hd->type, a) == 0 ||
+	    (b != NULL && strcmp(hd->type, b) == 0));
 }
 
 void
-hub_relay(struct hub *h, const char *line, size_t len)
+hub_relay(struct hub *h, const struct head *hd)
 {
 	struct client *c, *next;
 	struct fan_ref r;
-	struct head hd;
 	int served = 0;
 
-	if (head_parse(&hd, line, len) != 0) {
-		hub_broadcast(h, line, len);
+	if (hd->kind == HEAD_IQ && hd->id != NULL &&
+	    strncmp(hd->id, WIRE_PREFIX, sizeof(WIRE_PREFIX) - 1) == 0 &&
+	    is_type(hd, "result", "error")) {
+		route_answer(h, hd);
 		return;
 	}
-	if (hd.kind == HEAD_IQ && is_type(&hd, "result", "error") &&
-	    hd.id.len > sizeof(WIRE_PREFIX) - 1 &&
-	    memcmp(hd.id.p, WIRE_PREFIX, sizeof(WIRE_PREFIX) - 1) == 0) {
-		route_answer(h, &hd);
-		return;
-	}
-	if ((hd.kind == HEAD_MESSAGE || hd.kind == HEAD_PRESENCE) &&
-	    hd.id.p != NULL && is_type(&hd, "error", NULL) &&
-	    route_bounce(h, &hd))
+	if ((hd->kind == HEAD_MESSAGE || hd->kind == HEAD_PRESENCE) &&
+	    hd->id != NULL && is_type(hd, "error", NULL) &&
+	    route_bounce(h, hd))
 		return;
 	/* Copied once, only when a client takes it; shared by all. */
 	for (c = h->clients; c != NULL; c = next) {
 		next = c->next;
 		if (c->closing || (c->filter != NULL &&
-		    !filter_match(c->filter, &hd, h->account)))
+		    !filter_match(c->filter, hd, h->account)))
 			continue;
 		if (served++ == 0)
-			fan_put(&h->fan, line, len, &r);
+			fan_put(&h->fan, hd->line, hd->len, &r);
 		client_queue(c, &r);
 	}
-	if (served == 0 && hd.kind == HEAD_IQ && is_type(&hd, "get", "set"))
-		unserved(h, &hd);
+	if (served == 0 && hd->kind == HEAD_IQ && is_type(hd, "get", "set"))
+		unserved(h, hd);
 }
 
 /* The receipt of a client's n-th stanza, wherever it waits. */

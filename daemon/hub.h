@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "head.h"
 
 /* What the answer to the status command says of the session (SPEC 4.5). */
 struct hub_state {
@@ -55,11 +56,11 @@ void		 hub_unlisten(struct hub *);
 /* Send a line (ending in \n) to every client. */
 void		 hub_broadcast(struct hub *, const char *line, size_t len);
 /*
- * A stanza from the server (a line ending in \n): an answer or a bounce
+ * A stanza from the server (its line and head): an answer or a bounce
  * to the client that asked, anything else to every client whose filter
  * takes it; a request nobody takes is answered service-unavailable.
  */
-void		 hub_relay(struct hub *, const char *line, size_t len);
+void		 hub_relay(struct hub *, const struct head *);
 /* The server has the stanza of this tag (see hub_cb.stanza)... */
 void		 hub_acked(struct hub *, uint64_t tag);
 /* ... or it was dropped. */

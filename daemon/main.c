@@ -55,11 +55,11 @@ version(void)
 }
 
 static void
-on_line(void *arg, const char *line, size_t len)
+on_line(void *arg, const struct head *h)
 {
 	struct clawsd *d = arg;
 
-	hub_relay(d->hub, line, len);
+	hub_relay(d->hub, h);
 }
 
 static void

@@ -14,9 +14,20 @@ struct req_ent {
 };
 
 struct req_recent {
-	char		*id;
+	uint64_t	 hash;		/* of the id */
 	uint64_t	 deadline;
 };
+
+/* FNV-1a: two ids that collide would only mix up whose bounce it is. */
+static uint64_t
+id_hash(const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * 0x100000001b3ull;
+	return h;
+}
 
 void
 req_init(struct req *r)
@@ -35,7 +46,6 @@ ent_clear(struct req_ent *e)
 static void
 recent_drop(struct req *r)
 {
-	free(r->recent[r->rfirst].id);
 	r->rfirst = (r->rfirst + 1) % REQ_RECENT;
 	r->rcount--;
 }
@@ -207,19 +217,20 @@ req_sent(struct req *r, const char *id, uint64_t deadline)
 	if (r->rcount == REQ_RECENT)
 		recent_drop(r);
 	e = &r->recent[(r->rfirst + r->rcount++) % REQ_RECENT];
-	e->id = xstrdup(id);
+	e->hash = id_hash(id);
 	e->deadline = deadline;
 }
 
 int
 req_bounce(struct req *r, const char *id, uint64_t now)
 {
-	size_t i;
+	uint64_t h = id_hash(id);
 	struct req_recent *e;
+	size_t i;
 
 	for (i = 0; i < r->rcount; i++) {
 		e = &r->recent[(r->rfirst + i) % REQ_RECENT];
-		if (e->deadline > now && strcmp(e->id, id) == 0)
+		if (e->deadline > now && e->hash == h)
 			return 1;
 	}
 	return 0;

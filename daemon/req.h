@@ -3,7 +3,8 @@
  * answer for, each under a sequence number of its own that the hub puts
  * on the wire instead of the client's id, and the ids of its recent
  * messages and presences, which a bounce may carry back.  Bounded: at most
- * REQ_MAX requests and REQ_RECENT ids; every entry has a deadline.  No I/O.
+ * REQ_MAX requests and REQ_RECENT ids (kept as 64-bit hashes: no copy per
+ * stanza); every entry has a deadline.  No I/O.
  */
 #ifndef CLAWSD_REQ_H
 #define CLAWSD_REQ_H

@@ -1715,6 +1715,23 @@ server_ping(struct session *s, struct xnode *iq)
 	return 1;
 }
 
+/* To the hub, with what it routes and filters by. */
+static void
+relay(struct session *s, const struct stream_elem *e)
+{
+	struct head h;
+
+	h.line = e->line;
+	h.len = e->len;
+	h.kind = !e->stanza ? HEAD_OTHER : strcmp(e->name, "message") == 0 ?
+	    HEAD_MESSAGE : strcmp(e->name, "presence") == 0 ? HEAD_PRESENCE :
+	    HEAD_IQ;
+	h.type = e->type;
+	h.id = e->id;
+	h.from = e->from;
+	s->cb->line(s->arg, &h);
+}
+
 /* The answer to our ping: a result or an error, with its id. */
 static int
 pong(struct session *s, struct xnode *iq)
@@ -1748,13 +1765,13 @@ on_iq(struct session *s, const struct stream_elem *e)
 	if (pong(s, e->tree) || server_ping(s, e->tree) ||
 	    receipt_answer(s, e->tree))
 		return;
-	s->cb->line(s->arg, e->line, e->len);
+	relay(s, e);
 }
 
 static void
 on_relay(struct session *s, const struct stream_elem *e)
 {
-	s->cb->line(s->arg, e->line, e->len);
+	relay(s, e);
 }
 
 /*

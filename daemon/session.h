@@ -13,10 +13,11 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "head.h"
 
 struct session_cb {
-	/* A stanza from the server, on one line ending in \n. */
-	void	(*line)(void *arg, const char *line, size_t len);
+	/* A stanza from the server: its line (ending in \n) and head. */
+	void	(*line)(void *arg, const struct head *);
 	/*
 	 * A status line (connected or disconnected).  `announce' is set when
 	 * the session went up or down; otherwise it only refreshes the line

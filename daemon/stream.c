@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@ struct stream {
 	struct xnode		*cur;
 	struct xmlw		 w;
 	struct buf		 line;
+	struct buf		 attrs;		/* type, id, from: NUL ended */
+	size_t			 at[3];		/* their offsets, or SIZE_MAX */
 	unsigned long long	 fed;		/* bytes given to expat */
 	unsigned long long	 mark;		/* start of the pending element */
 	int			 feeding;	/* inside XML_Parse */
@@ -50,6 +53,36 @@ tag_is(const char *name, const char *tag)
 	    (name[n] == '\0' || name[n] == XMLW_NSSEP);
 }
 
+/* The attributes the hub routes and filters by, kept for the element. */
+static void
+keep_head(struct stream *s, const char **attrs)
+{
+	const char *a;
+	size_t i, k;
+
+	s->attrs.len = 0;
+	for (k = 0; k < 3; k++)
+		s->at[k] = SIZE_MAX;
+	for (i = 0; (a = attrs[i]) != NULL; i += 2) {
+		if (a[0] == 't' && strcmp(a, "type") == 0)
+			k = 0;
+		else if (a[0] == 'i' && a[1] == 'd' && a[2] == '\0')
+			k = 1;
+		else if (a[0] == 'f' && strcmp(a, "from") == 0)
+			k = 2;
+		else
+			continue;
+		s->at[k] = s->attrs.len;
+		buf_append(&s->attrs, attrs[i + 1], strlen(attrs[i + 1]) + 1);
+	}
+}
+
+static const char *
+kept(const struct stream *s, int k)
+{
+	return s->at[k] == SIZE_MAX ? NULL : s->attrs.data + s->at[k];
+}
+
 static void
 top_start(struct stream *s, const char *name, const char **attrs)
 {
@@ -61,6 +94,7 @@ top_start(struct stream *s, const char *name, const char **attrs)
 	if (!s->stanza || strcmp(s->name, "iq") == 0)
 		s->tree = xnode_new(NULL, name, attrs);
 	s->cur = s->tree;
+	keep_head(s, attrs);
 	buf_reset(&s->line, 65536);
 	xmlw_begin(&s->w, &s->line, NULL);
 	if (xmlw_start(&s->w, name, attrs) != 0)
@@ -86,6 +120,9 @@ top_end(struct stream *s, const char *name)
 	e.tree = s->tree;
 	e.line = s->line.data;
 	e.len = s->line.len;
+	e.type = kept(s, 0);
+	e.id = kept(s, 1);
+	e.from = kept(s, 2);
 	s->cb->element(s->arg, &e);
 	xnode_free(s->tree);
 	s->tree = s->cur = NULL;
@@ -202,6 +239,7 @@ stream_new(size_t max_size, const struct stream_cb *cb, void *arg)
 	s->max_size = max_size;
 	xmlw_init(&s->w);
 	buf_init(&s->line);
+	buf_init(&s->attrs);
 	setup(s);
 	return s;
 }
@@ -215,6 +253,7 @@ stream_free(struct stream *s)
 	xnode_free(s->tree);
 	xmlw_free(&s->w);
 	buf_free(&s->line);
+	buf_free(&s->attrs);
 	free(s);
 }
 

@@ -21,6 +21,10 @@ struct stream_elem {
 	struct xnode	*tree;		/* NULL for message and presence */
 	const char	*line;		/* serialized, with xmlns, ending in \n */
 	size_t		 len;
+	/* Its type, id and from attributes, NULL if absent. */
+	const char	*type;
+	const char	*id;
+	const char	*from;
 };
 
 struct stream_cb {
