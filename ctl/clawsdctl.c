@@ -183,10 +183,11 @@ ctl_puts(struct ctl *c, const char *s)
 static int
 take_line(struct ctl *c)
 {
-	char *start = c->in.data + c->used, *nl;
+	char *start, *nl;
 
 	if (c->in.len == c->used)
 		return 0;
+	start = c->in.data + c->used;
 	nl = memchr(start, '\n', c->in.len - c->used);
 	if (nl == NULL)
 		return 0;
