@@ -233,8 +233,12 @@ client_settle(struct client *c)
 static void
 expiry_arm(struct hub *h)
 {
-	if (!uv_is_active((uv_handle_t *)&h->expiry))
-		uv_timer_start(&h->expiry, on_expiry, 1000, 1000);
+	int rc;
+
+	if (uv_is_active((uv_handle_t *)&h->expiry))
+		return;
+	if ((rc = uv_timer_start(&h->expiry, on_expiry, 1000, 1000)) != 0)
+		log_error("socket: request timer: %s", uv_strerror(rc));
 }
 
 static uint64_t

@@ -98,30 +98,35 @@ bare_len(const char *jid)
 }
 
 /*
- * From the entity the request went to: itself, or for a bare JID one of
- * its resources.  A request without `to' is answered by the account (its
- * bare JID, one of its resources), its server, or with no `from'.
+ * Is `jid' the entity `want' names: itself or, when `want' is bare, any of
+ * its resources?  The bare part without case (stringprep folds ASCII), the
+ * resource exactly.
+ */
+static int
+jid_is(const char *want, const char *jid)
+{
+	size_t wb = bare_len(want), jb = bare_len(jid);
+
+	if (wb != jb || strncasecmp(want, jid, wb) != 0)
+		return 0;
+	return want[wb] == '\0' || strcmp(want + wb, jid + jb) == 0;
+}
+
+/*
+ * From the entity the request went to.  A request without `to' is
+ * answered by the account (its bare JID or one of its resources), its
+ * server, or with no `from' (RFC 6120 8.1.2.1).
  */
 static int
 from_addressee(const struct req_ent *e, const char *from,
     const char *account)
 {
-	const char *at;
+	const char *at = strchr(account, '@');
 
-	if (e->to == NULL) {
-		if (from == NULL)
-			return 1;
-		at = strchr(account, '@');
-		return (bare_len(from) == strlen(account) &&
-		    strncmp(from, account, strlen(account)) == 0) ||
-		    (at != NULL && strcasecmp(from, at + 1) == 0);
-	}
-	if (from == NULL)
-		return 0;
-	if (strcmp(from, e->to) == 0)
-		return 1;
-	return strchr(e->to, '/') == NULL && bare_len(from) == strlen(e->to) &&
-	    strncmp(from, e->to, strlen(e->to)) == 0;
+	if (e->to != NULL)
+		return from != NULL && jid_is(e->to, from);
+	return from == NULL || jid_is(account, from) ||
+	    (at != NULL && strcasecmp(from, at + 1) == 0);
 }
 
 static void

@@ -65,6 +65,13 @@ test_answer_from(void **state)
 	    &d));
 	assert_true(req_answer(&r, bare, "peer@example.org/z", ACCOUNT, &d));
 	free(d.id);
+	/* The bare part without case, the resource exactly. */
+	full = req_add(&r, "c", "Peer@Example.ORG/Desk", 6, 1000);
+	assert_false(req_answer(&r, full, "peer@example.org/desk", ACCOUNT,
+	    &d));
+	assert_true(req_answer(&r, full, "peer@example.org/Desk", ACCOUNT,
+	    &d));
+	free(d.id);
 	/* No `to': the account, its server, or no from. */
 	assert_false(req_answer(&r, none, "peer@example.org", ACCOUNT, &d));
 	assert_true(req_answer(&r, none, "example.org", ACCOUNT, &d));
