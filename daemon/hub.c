@@ -75,6 +75,7 @@ struct hub {
 	size_t			 max_stanza_size;
 	uint64_t		 reply_ms;
 	char			*account;	/* bare JID */
+	int			 up;		/* the session is bound */
 	int			 paused;	/* clients' input not read */
 	struct fan		 fan;
 	struct buf		 status;
@@ -990,29 +991,34 @@ find_client(struct hub *h, unsigned long id)
 }
 
 /*
- * Every second while requests wait: those past reply_timeout get theirs.
  * While the session is down nothing goes out, and the clock waits: a
  * request has reply_timeout from the time it can be sent.
  */
+static void
+extend_all(struct hub *h)
+{
+	struct client *c;
+
+	for (c = h->clients; c != NULL; c = c->next)
+		req_extend(&c->req, uv_now(h->loop) + h->reply_ms);
+}
+
+/* Every second while requests wait: those past reply_timeout get theirs. */
 static void
 on_expiry(uv_timer_t *t)
 {
 	struct hub *h = t->data;
 	struct client *c, *next;
 	struct req_done done;
-	struct hub_state st;
 	char text[64];
-	int busy = 0, down;
+	int busy = 0;
 
-	memset(&st, 0, sizeof(st));
-	h->cb->state(h->arg, &st);
-	down = st.jid == NULL;
+	if (!h->up)
+		extend_all(h);
 	snprintf(text, sizeof(text), "no answer in %llu s",
 	    (unsigned long long)(h->reply_ms / 1000));
 	for (c = h->clients; c != NULL; c = next) {
 		next = c->next;
-		if (down)
-			req_extend(&c->req, uv_now(h->loop) + h->reply_ms);
 		while (req_expired(&c->req, uv_now(h->loop), &done)) {
 			stanza_error(c, "timeout", text, done.n, done.id);
 			free(done.id);
@@ -1233,6 +1239,14 @@ hub_drain(struct hub *h)
 		    (n = read(fd, h->rbuf, sizeof(h->rbuf))) > 0)
 			client_input(c, h->rbuf, (size_t)n);
 	}
+}
+
+void
+hub_session(struct hub *h, int up)
+{
+	if (up && !h->up)
+		extend_all(h);
+	h->up = up;
 }
 
 void

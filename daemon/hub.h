@@ -73,6 +73,11 @@ void		 hub_refused(struct hub *, uint64_t tag, const char *condition,
 void		 hub_status(struct hub *, const char *line, size_t len,
 		    int announce);
 /*
+ * The session is up (bound) or not: a request's reply_timeout counts from
+ * when it can be sent.
+ */
+void		 hub_session(struct hub *, int up);
+/*
  * Stop (or resume) reading the clients: the server's link is congested,
  * and a client that cannot write blocks rather than losing stanzas.
  */

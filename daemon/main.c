@@ -70,11 +70,17 @@ on_status(void *arg, const char *line, size_t len, int announce)
 	hub_status(d->hub, line, len, announce);
 }
 
-/* Every state change becomes the STATUS= line systemctl status shows. */
+/*
+ * Every state change becomes the STATUS= line systemctl status shows; the
+ * hub times requests only while the session is up.
+ */
 static void
 on_state(void *arg, const char *name, const char *detail)
 {
+	struct clawsd *d = arg;
+
 	notify_status(name, detail);
+	hub_session(d->hub, strcmp(name, "Binded") == 0);
 }
 
 /* The daemon's own handles, those that were initialized (loop set). */

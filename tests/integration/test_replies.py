@@ -167,7 +167,7 @@ def test_request_waits_for_the_session(make_clawsd, prosody):
     # reply_timeout counts from when the request can go out: queued while
     # the session is down (past several reconnect attempts), it gets its answer
     port = harness.free_port()
-    d = make_clawsd(port=port, socket_opts={"reply_timeout": 1}).start()
+    d = make_clawsd(port=port, socket_opts={"reply_timeout": 2}).start()
     with d.connect() as c:
         c.read_line(timeout=5)
         c.send('<iq type="get" id="w1" to="localhost">%s</iq>' % VERSION)
@@ -381,6 +381,7 @@ def test_filter_replaced_and_reset(bot, peer):
     d, c = bot
     c.send(ctl("filter", types="headline"))
     c.send(ctl("filter", types="chat"))
+    until_status(c)     # what came before the filters
     tag = unique("r")
     peer.send_message(BOT, "h", id=tag + "-h", type="headline")
     peer.send_message(BOT, "c", id=tag + "-c", type="chat")
