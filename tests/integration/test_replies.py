@@ -191,7 +191,7 @@ def test_request_from_the_peer_refused_by_every_filter(bot, peer):
     d, c = bot
     c.send(ctl("filter", stanzas="message presence"))
     until_status(c)
-    jid = parse_line(c.lines[0]).get("jid")
+    jid = [e for e in map(parse_line, c.lines) if is_ctl(e, "connected")][0].get("jid")
     assert_service_unavailable(peer.send_iq(jid, '<query xmlns="urn:x-clawsd-test"/>'))
     # a client that takes it answers it itself
     c.send(ctl("filter"))
