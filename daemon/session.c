@@ -294,7 +294,7 @@ session_info(const struct session *s, struct session_info *i)
 {
 	i->state = machine[s->state].seed;
 	i->jid = s->state == ST_BINDED ? s->jid : NULL;
-	i->sm = s->state == ST_BINDED && sm_on(s->sm);
+	i->sm = s->state == ST_BINDED && sm_counting(s->sm);
 	i->queued = squeue_count(&s->queue);
 	i->unacked = sm_unacked(s->sm) + s->nrcpt;
 	i->since = s->since;
