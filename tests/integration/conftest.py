@@ -105,6 +105,26 @@ def make_server(pki, xmpp_server):
 
 
 @pytest.fixture
+def daemons():
+    """daemons(clawsd) registers a Clawsd to stop and remove at teardown
+    (with the sanitizer check of Clawsd.stop)."""
+    made = []
+
+    def add(d):
+        made.append(d)
+        return d
+    yield add
+    errors = []
+    for d in made:
+        try:
+            d.retire(40)
+        except harness.HarnessError as e:
+            errors.append(str(e))
+    if errors:
+        pytest.fail("\n".join(errors))
+
+
+@pytest.fixture
 def tmpdir_path():
     """A temporary folder removed after the test (pytest's tmp_path keeps
     the last runs' folders around)."""

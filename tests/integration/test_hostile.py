@@ -91,26 +91,6 @@ def new_clawsd(server, pki, **kw):
     return harness.Clawsd(**kw)
 
 
-@pytest.fixture
-def daemons():
-    """daemons(clawsd) registers a Clawsd to stop and remove at teardown
-    (with the sanitizer check of Clawsd.stop)."""
-    made = []
-
-    def add(d):
-        made.append(d)
-        return d
-    yield add
-    errors = []
-    for d in made:
-        try:
-            d.retire(40)
-        except harness.HarnessError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("\n".join(errors))
-
-
 def read_until_eof(c, timeout=10.0):
     """Every line until the daemon closes the connection."""
     lines = []

@@ -29,24 +29,6 @@ SM_MODES = ["sm", "nosm"]
 
 
 @pytest.fixture
-def daemons():
-    made = []
-
-    def add(d):
-        made.append(d)
-        return d
-    yield add
-    errors = []
-    for d in made:
-        try:
-            d.retire(40)
-        except harness.HarnessError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("\n".join(errors))
-
-
-@pytest.fixture
 def fake(pki):
     """fake(tls, sm=False, hooks=None) -> a started FakeXmppServer."""
     servers = []
