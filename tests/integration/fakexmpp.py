@@ -45,6 +45,7 @@ import base64
 import hashlib
 import hmac
 import os
+import select
 import socket
 import ssl
 import threading
@@ -172,6 +173,18 @@ class Conn:
             data = data.encode("utf-8")
         with self._lock:
             self.sock.sendall(data)
+
+    def recv(self):
+        """What came, b"" at the end, None after a second of silence.  The
+        read holds the send lock: one TLS connection is never read and
+        written by two threads at once (OpenSSL's record layer is not
+        thread-safe; a test trickling bytes while the server read broke
+        the connection now and then)."""
+        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        if not pending and not select.select([self.sock], [], [], 1.0)[0]:
+            return None
+        with self._lock:
+            return self.sock.recv(65536)
 
 
 class FakeXmppServer:
@@ -346,8 +359,10 @@ class FakeXmppServer:
         try:
             while not self._stopping:
                 try:
-                    data = conn.sock.recv(65536)
+                    data = conn.recv()
                 except socket.timeout:
+                    continue
+                if data is None:
                     continue
                 if not data:
                     break
