@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xmlp.h"
 #include "xmlw.h"
 #include "xnode.h"
 
@@ -120,4 +121,57 @@ const char *
 xnode_text(struct xnode *n)
 {
 	return n->text.len ? buf_cstr(&n->text) : "";
+}
+
+struct parse {
+	struct xmlp	 x;		/* first: see xmlp.h */
+	struct xnode	*root, *cur;
+};
+
+static void XMLCALL
+parse_start(void *arg, const char *name, const char **attrs)
+{
+	struct parse *p = arg;
+
+	p->cur = xnode_new(p->cur, name, attrs);
+	if (p->root == NULL)
+		p->root = p->cur;
+}
+
+static void XMLCALL
+parse_end(void *arg, const char *name)
+{
+	struct parse *p = arg;
+
+	p->cur = p->cur->parent;
+}
+
+static void XMLCALL
+parse_chars(void *arg, const char *text, int len)
+{
+	struct parse *p = arg;
+
+	if (p->cur != NULL)
+		buf_append(&p->cur->text, text, (size_t)len);
+}
+
+struct xnode *
+xnode_parse(const char *data, size_t len)
+{
+	struct parse p;
+	int ok;
+
+	memset(&p, 0, sizeof(p));
+	if (xmlp_init(&p.x, &p) != 0)
+		return NULL;
+	XML_SetElementHandler(p.x.parser, parse_start, parse_end);
+	XML_SetCharacterDataHandler(p.x.parser, parse_chars);
+	ok = XML_Parse(p.x.parser, data, (int)len, XML_TRUE) ==
+	    XML_STATUS_OK && p.x.refused == NULL;
+	xmlp_free(&p.x);
+	if (!ok) {
+		xnode_free(p.root);
+		return NULL;
+	}
+	return p.root;
 }

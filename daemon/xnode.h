@@ -31,5 +31,10 @@ struct xnode	*xnode_child(const struct xnode *, const char *name,
 const char	*xnode_attr(const struct xnode *, const char *name);
 /* Text content, "" if none. */
 const char	*xnode_text(struct xnode *);
+/*
+ * The tree of one serialized element (a relayed line), NULL if it is not
+ * one well-formed element.
+ */
+struct xnode	*xnode_parse(const char *, size_t);
 
 #endif

@@ -1,0 +1,332 @@
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "state.h"
+
+struct entry {
+	char	*archive;
+	char	*id;
+};
+
+struct state {
+	char		*dir;		/* NULL: memory only */
+	struct entry	*e;
+	size_t		 n;
+	int		 dirty;
+};
+
+struct state *
+state_new(void)
+{
+	return xcalloc(1, sizeof(struct state));
+}
+
+static void
+clear(struct state *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->n; i++) {
+		free(st->e[i].archive);
+		free(st->e[i].id);
+	}
+	free(st->e);
+	st->e = NULL;
+	st->n = 0;
+}
+
+void
+state_free(struct state *st)
+{
+	if (st == NULL)
+		return;
+	clear(st);
+	free(st->dir);
+	free(st);
+}
+
+/* Printable and no line break; a JID has no blank either. */
+static int
+valid(const char *s, size_t max, int is_jid)
+{
+	size_t len = strlen(s);
+	const unsigned char *p;
+
+	if (len == 0 || len > max)
+		return 0;
+	for (p = (const unsigned char *)s; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f || (is_jid && *p == ' '))
+			return 0;
+	return 1;
+}
+
+static struct entry *
+find(const struct state *st, const char *archive)
+{
+	size_t i;
+
+	for (i = 0; i < st->n; i++)
+		if (strcmp(st->e[i].archive, archive) == 0)
+			return &st->e[i];
+	return NULL;
+}
+
+const char *
+state_get(const struct state *st, const char *archive)
+{
+	const struct entry *e = find(st, archive);
+
+	return e != NULL ? e->id : NULL;
+}
+
+int
+state_set(struct state *st, const char *archive, const char *id)
+{
+	struct entry *e;
+
+	if (!valid(archive, STATE_MAX_JID, 1) ||
+	    !valid(id, STATE_MAX_ID, 0))
+		return -1;
+	if ((e = find(st, archive)) != NULL) {
+		if (strcmp(e->id, id) == 0)
+			return 0;
+		free(e->id);
+		e->id = xstrdup(id);
+		st->dirty = 1;
+		return 0;
+	}
+	if (st->n == STATE_MAX_ENTRIES)
+		return -1;
+	st->e = xrealloc(st->e, (st->n + 1) * sizeof(*st->e));
+	st->e[st->n].archive = xstrdup(archive);
+	st->e[st->n].id = xstrdup(id);
+	st->n++;
+	st->dirty = 1;
+	return 0;
+}
+
+int
+state_dirty(const struct state *st)
+{
+	return st->dirty;
+}
+
+static char *
+file_path(const struct state *st, const char *name)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_printf(&b, "%s/%s", st->dir, name);
+	return (char *)buf_cstr(&b);
+}
+
+/* One line "ARCHIVE ID" (without its newline). */
+static void
+parse_line(struct state *st, const char *path, int lineno, char *line)
+{
+	char *sp = strchr(line, ' ');
+
+	if (sp == NULL) {
+		log_warn("state: %s:%d: no id, line ignored", path, lineno);
+		return;
+	}
+	*sp = '\0';
+	if (find(st, line) != NULL) {
+		log_warn("state: %s:%d: archive listed twice, line ignored",
+		    path, lineno);
+		return;
+	}
+	if (state_set(st, line, sp + 1) == -1)
+		log_warn("state: %s:%d: not a valid archive id, line ignored",
+		    path, lineno);
+}
+
+static void
+parse(struct state *st, const char *path, char *data, size_t len)
+{
+	char *p = data, *nl;
+	int lineno = 0;
+
+	while (p < data + len) {
+		lineno++;
+		nl = memchr(p, '\n', (size_t)(data + len - p));
+		if (nl == NULL) {
+			log_warn("state: %s:%d: unfinished line ignored",
+			    path, lineno);
+			return;
+		}
+		*nl = '\0';
+		if (strlen(p) != (size_t)(nl - p))
+			log_warn("state: %s:%d: NUL byte, line ignored", path,
+			    lineno);
+		else
+			parse_line(st, path, lineno, p);
+		p = nl + 1;
+	}
+}
+
+/* Read the file; a missing one is an empty state. */
+static int
+load(struct state *st)
+{
+	char *path = file_path(st, STATE_FILE), *data;
+	struct stat sb;
+	ssize_t r;
+	size_t len = 0;
+	int fd, rc = -1;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
+		if (errno == ENOENT)
+			rc = 0;
+		else
+			log_error("state: cannot read %s: %s", path,
+			    strerror(errno));
+		free(path);
+		return rc;
+	}
+	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
+	    sb.st_size > STATE_MAX_FILE) {
+		log_error("state: %s is not a regular file of at most %d "
+		    "bytes: ignored", path, STATE_MAX_FILE);
+		close(fd);
+		free(path);
+		return -1;
+	}
+	data = xmalloc((size_t)sb.st_size + 1);
+	while (len < (size_t)sb.st_size) {
+		r = read(fd, data + len, (size_t)sb.st_size - len);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	if (len == (size_t)sb.st_size) {
+		parse(st, path, data, len);
+		st->dirty = 0;
+		rc = 0;
+	} else {
+		log_error("state: cannot read %s: %s", path,
+		    len < (size_t)sb.st_size ? "short read" : strerror(errno));
+	}
+	close(fd);
+	free(data);
+	free(path);
+	return rc;
+}
+
+int
+state_open(struct state *st, const char *dir)
+{
+	struct stat sb;
+
+	clear(st);
+	free(st->dir);
+	st->dir = NULL;
+	st->dirty = 0;
+	if (dir == NULL)
+		return 0;
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		log_error("state: cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &sb) == -1 || !S_ISDIR(sb.st_mode)) {
+		log_error("state: %s is not a directory", dir);
+		return -1;
+	}
+	st->dir = xstrdup(dir);
+	if (load(st) == -1) {
+		/* Keep the directory: the next save replaces the bad file. */
+		clear(st);
+		st->dirty = 1;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+write_all(int fd, const char *p, size_t len)
+{
+	ssize_t w;
+
+	while (len > 0) {
+		w = write(fd, p, len);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1)
+			return -1;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* The rename is durable once the directory itself is synced. */
+static int
+sync_dir(const char *dir)
+{
+	int fd, rc;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+int
+state_save(struct state *st)
+{
+	char *path, *tmp;
+	struct buf b;
+	size_t i;
+	int fd, rc = -1;
+
+	if (!st->dirty)
+		return 0;
+	if (st->dir == NULL) {
+		st->dirty = 0;
+		return 0;
+	}
+	buf_init(&b);
+	for (i = 0; i < st->n; i++)
+		buf_printf(&b, "%s %s\n", st->e[i].archive, st->e[i].id);
+	path = file_path(st, STATE_FILE);
+	tmp = file_path(st, STATE_FILE ".tmp");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd == -1 || write_all(fd, b.data, b.len) == -1 ||
+	    fsync(fd) == -1) {
+		log_error("state: cannot write %s: %s", tmp, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (close(fd) == -1 || rename(tmp, path) == -1) {
+		log_error("state: cannot replace %s: %s", path,
+		    strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	if (sync_dir(st->dir) == -1)
+		log_warn("state: cannot sync %s: %s", st->dir,
+		    strerror(errno));
+	st->dirty = 0;
+	rc = 0;
+out:
+	buf_free(&b);
+	free(path);
+	free(tmp);
+	return rc;
+}
