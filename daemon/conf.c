@@ -63,12 +63,18 @@
 
 enum section {
 	SEC_XMPP,
+	SEC_ROOMS,
 	SEC_SOCKET,
 	SEC_LOG,
 	SEC_N
 };
 
-static const char *const section_names[SEC_N] = { "xmpp", "socket", "log" };
+static const char *const section_names[SEC_N] = {
+	"xmpp", "rooms", "socket", "log",
+};
+
+/* Rooms a file may list: each is an archive in the state file too. */
+#define ROOMS_MAX		1000
 
 enum key_id {
 	K_USER,
@@ -93,6 +99,10 @@ enum key_id {
 	K_RECONNECT_MAX_DELAY,
 	K_QUEUE_MAX,
 	K_MAX_STANZA_SIZE,
+	K_CATCH_UP,
+	K_CATCH_UP_MAX,
+	K_STATE_DIRECTORY,
+	K_ROOMS_PING_INTERVAL,
 	K_PATH,
 	K_MODE,
 	K_GROUP,
@@ -137,6 +147,7 @@ static setter	set_string, set_bool, set_int, set_uint, set_size;
 static setter	set_user, set_domain, set_resource, set_jid;
 static setter	set_password, set_password_file, set_tls, set_ca_file;
 static setter	set_sasl, set_path, set_mode, set_group, set_level;
+static setter	set_state_directory;
 
 #define F(m)	offsetof(struct conf, m)
 
@@ -180,6 +191,15 @@ static const struct key keys[K_N] = {
 				  0, 1000000 },
 	[K_MAX_STANZA_SIZE] =	{ SEC_XMPP, "max_stanza_size", set_size,
 				  F(max_stanza_size), 1024, 64 << 20 },
+	[K_CATCH_UP] =		{ SEC_XMPP, "catch_up", set_bool, F(catch_up),
+				  0, 0 },
+	[K_CATCH_UP_MAX] =	{ SEC_XMPP, "catch_up_max", set_size,
+				  F(catch_up_max), 1, 100000 },
+	[K_STATE_DIRECTORY] =	{ SEC_XMPP, "state_directory",
+				  set_state_directory, F(state_directory),
+				  0, 0 },
+	[K_ROOMS_PING_INTERVAL] = { SEC_ROOMS, "rooms_ping_interval", set_uint,
+				  F(rooms_ping_interval), 0, MAX_SECONDS },
 	[K_PATH] =		{ SEC_SOCKET, "path", set_path, F(socket_path),
 				  0, 0 },
 	[K_MODE] =		{ SEC_SOCKET, "mode", set_mode, 0, 0, 0 },
@@ -778,6 +798,117 @@ set_sasl(struct loader *ld, enum key_id id, const char *v)
 	buf_free(&out);
 }
 
+/* Absolute: the daemon's working directory is no reference point. */
+static void
+set_state_directory(struct loader *ld, enum key_id id, const char *v)
+{
+	if (v[0] != '/') {
+		bad_value(ld, id, "not an absolute path", v);
+		return;
+	}
+	if (strlen(v) > 4000) {
+		bad_value(ld, id, "longer than 4000 bytes", v);
+		return;
+	}
+	replace(field(ld, id), v);
+}
+
+/*
+ * [rooms]: every key but rooms_ping_interval is a room,
+ * "ROOM@SERVICE = NICK [password=SECRET]".  The password is never quoted.
+ */
+
+#define PASSWORD_TAG	" password="
+
+static void
+room_report(struct loader *ld, const char *jid, const char *fmt,
+    const char *detail)
+{
+	char q[QUOTE_MAX];
+
+	report(ld, ld->line, "[rooms] %s: %s%s", name_str(q, jid), fmt,
+	    detail);
+}
+
+static int
+room_jid_ok(struct loader *ld, const char *jid)
+{
+	const char *at = strchr(jid, '@'), *p;
+	char msg[64], *local, q[QUOTE_MAX];
+	int ok = 1;
+
+	if (at == NULL || strchr(jid, '/') != NULL) {
+		room_report(ld, jid, "expected a room's bare JID, ROOM@SERVICE",
+		    "");
+		return 0;
+	}
+	local = xstrndup(jid, (size_t)(at - jid));
+	if ((p = jid_part_problem(local, PART_USER, msg, sizeof(msg))) != NULL)
+		ok = 0;
+	else if ((p = jid_part_problem(at + 1, PART_DOMAIN, msg,
+	    sizeof(msg))) != NULL)
+		ok = 0;
+	free(local);
+	if (!ok)
+		report(ld, ld->line, "[rooms] %s: not a room JID: %s",
+		    quote(q, jid), p);
+	return ok;
+}
+
+static void
+set_room(struct loader *ld, const char *jid, const char *v)
+{
+	struct conf *c = ld->c;
+	const char *pw, *problem;
+	struct conf_room *r;
+	char *nick, msg[64], q[QUOTE_MAX];
+	size_t i, len;
+
+	if (!room_jid_ok(ld, jid))
+		return;
+	for (i = 0; i < c->nrooms; i++)
+		if (strcasecmp(c->rooms[i].jid, jid) == 0) {
+			report(ld, ld->line, "[rooms] %s: duplicate room "
+			    "(first at line %d)", name_str(q, jid),
+			    c->rooms[i].line);
+			return;
+		}
+	if (c->nrooms == ROOMS_MAX) {
+		room_report(ld, jid, "more than 1000 rooms", "");
+		return;
+	}
+	/* inih strips the blank before a password that has no nickname. */
+	if (strncmp(v, PASSWORD_TAG + 1, strlen(PASSWORD_TAG) - 1) == 0) {
+		len = 0;
+		pw = v + strlen(PASSWORD_TAG) - 1;
+	} else if ((pw = strstr(v, PASSWORD_TAG)) != NULL) {
+		len = (size_t)(pw - v);
+		pw += strlen(PASSWORD_TAG);
+	} else {
+		len = strlen(v);
+	}
+	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	nick = xstrndup(v, len);
+	if ((problem = jid_part_problem(nick, PART_RESOURCE, msg,
+	    sizeof(msg))) != NULL) {
+		room_report(ld, jid, "nickname: ", problem);
+		free(nick);
+		return;
+	}
+	if (pw != NULL && *pw == '\0') {
+		room_report(ld, jid, "empty password", "");
+		free(nick);
+		return;
+	}
+	c->rooms = xrealloc(c->rooms, (c->nrooms + 1) * sizeof(*c->rooms));
+	r = &c->rooms[c->nrooms++];
+	r->jid = xstrdup(jid);
+	r->nick = nick;
+	r->password = pw != NULL ? xstrdup(pw) : NULL;
+	r->line = ld->line;
+}
+
 /*
  * [socket]
  */
@@ -1069,6 +1200,14 @@ conf_handler(void *arg, const char *section, const char *name,
 	}
 	if ((sec = section_index(section, strlen(section))) == -1)
 		return 1;	/* reported at its header */
+	if (sec == SEC_ROOMS && key_index(sec, name) == -1) {
+		if (*value == '\0')
+			report(ld, ld->line, "[rooms] %s: empty value (the "
+			    "nickname)", name_str(q, name));
+		else
+			set_room(ld, name, value);
+		return 1;
+	}
 	if ((id = key_index(sec, name)) == -1) {
 		report(ld, ld->line, "[%s] %s: unknown key", section,
 		    name_str(q, name));
@@ -1241,6 +1380,9 @@ conf_defaults(struct conf *c)
 	c->reconnect_max_delay = 300;
 	c->queue_max = 1000;
 	c->max_stanza_size = 262144;
+	c->catch_up = 1;
+	c->catch_up_max = 1000;
+	c->rooms_ping_interval = 300;
 	c->socket_path = xstrdup(DEFAULT_SOCKET_PATH);
 	c->socket_mode = 0660;
 	c->socket_group = NULL;
@@ -1296,6 +1438,8 @@ conf_load(struct conf *c, const char *path, FILE *errors)
 void
 conf_free(struct conf *c)
 {
+	size_t i;
+
 	wipe_free(c->password);
 	free(c->user);
 	free(c->domain);
@@ -1305,6 +1449,13 @@ conf_free(struct conf *c)
 	free(c->sasl_mechanisms);
 	free(c->socket_path);
 	free(c->socket_group);
+	free(c->state_directory);
+	for (i = 0; i < c->nrooms; i++) {
+		free(c->rooms[i].jid);
+		free(c->rooms[i].nick);
+		wipe_free(c->rooms[i].password);
+	}
+	free(c->rooms);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1339,6 +1490,22 @@ conf_xmpp_changed(const struct conf *a, const struct conf *b)
 	    a->reconnect_max_delay != b->reconnect_max_delay ||
 	    a->queue_max != b->queue_max ||
 	    a->max_stanza_size != b->max_stanza_size;
+}
+
+int
+conf_rooms_changed(const struct conf *a, const struct conf *b)
+{
+	size_t i;
+
+	if (a->nrooms != b->nrooms ||
+	    a->rooms_ping_interval != b->rooms_ping_interval)
+		return 1;
+	for (i = 0; i < a->nrooms; i++)
+		if (strcmp(a->rooms[i].jid, b->rooms[i].jid) != 0 ||
+		    strcmp(a->rooms[i].nick, b->rooms[i].nick) != 0 ||
+		    !streq(a->rooms[i].password, b->rooms[i].password))
+			return 1;
+	return 0;
 }
 
 int

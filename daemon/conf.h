@@ -17,6 +17,14 @@ enum conf_tls {
 	CONF_TLS_NONE,
 };
 
+/* A room of [rooms]: ROOM@SERVICE = NICK [password=SECRET] */
+struct conf_room {
+	char		*jid;			/* bare JID, as written */
+	char		*nick;
+	char		*password;		/* NULL: none */
+	int		 line;
+};
+
 struct conf {
 	/* [xmpp] */
 	char		*user;
@@ -39,6 +47,14 @@ struct conf {
 	unsigned	 reconnect_max_delay;
 	size_t		 queue_max;
 	size_t		 max_stanza_size;
+	int		 catch_up;
+	size_t		 catch_up_max;
+	char		*state_directory;	/* NULL: none */
+
+	/* [rooms] */
+	struct conf_room *rooms;
+	size_t		 nrooms;
+	unsigned	 rooms_ping_interval;	/* seconds, 0: off */
 
 	/* [socket] */
 	char		*socket_path;
@@ -66,6 +82,8 @@ int	 conf_is_loopback(const char *host);
 int	 conf_port(const struct conf *c);
 /* Nonzero if the [xmpp] settings of a and b differ (reconnect needed). */
 int	 conf_xmpp_changed(const struct conf *a, const struct conf *b);
+/* Nonzero if the [rooms] of a and b differ (joins and leaves, no reconnect). */
+int	 conf_rooms_changed(const struct conf *a, const struct conf *b);
 /* Nonzero if the [socket] settings of a and b differ. */
 int	 conf_socket_changed(const struct conf *a, const struct conf *b);
 

@@ -224,6 +224,11 @@ test_minimal_defaults(void **state)
 	assert_int_equal(c.client_buffer, 4194304);
 	assert_int_equal(c.reply_timeout, 60);
 	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
+	assert_int_equal(c.catch_up, 1);
+	assert_int_equal(c.catch_up_max, 1000);
+	assert_null(c.state_directory);
+	assert_int_equal(c.nrooms, 0);
+	assert_int_equal(c.rooms_ping_interval, 300);
 	conf_free(&c);
 	assert_empty_conf(&c);
 	conf_free(&c);		/* twice is fine */
@@ -969,6 +974,104 @@ test_example_config(void **state)
 	conf_free(&c);
 }
 
+static void
+test_catch_up_and_rooms(void **state)
+{
+	struct fx *fx = *state;
+	struct conf c;
+
+	assert_int_equal(load(fx, &c, MINIMAL
+	    "catch_up = no\n"
+	    "catch_up_max = 200\n"
+	    "state_directory = /var/lib/clawsd\n"
+	    "[rooms]\n"
+	    "ops@conference.example.org = bot\n"
+	    "rooms_ping_interval = 0\n"
+	    "Secret@Conference.example.org = the bot  password=" SECRET "\n"),
+	    0);
+	assert_string_equal(fx->out, "");
+	assert_int_equal(c.catch_up, 0);
+	assert_int_equal(c.catch_up_max, 200);
+	assert_string_equal(c.state_directory, "/var/lib/clawsd");
+	assert_int_equal(c.rooms_ping_interval, 0);
+	assert_int_equal(c.nrooms, 2);
+	assert_string_equal(c.rooms[0].jid, "ops@conference.example.org");
+	assert_string_equal(c.rooms[0].nick, "bot");
+	assert_null(c.rooms[0].password);
+	assert_int_equal(c.rooms[0].line, 9);
+	assert_string_equal(c.rooms[1].jid, "Secret@Conference.example.org");
+	assert_string_equal(c.rooms[1].nick, "the bot");
+	assert_string_equal(c.rooms[1].password, SECRET);
+	conf_free(&c);
+}
+
+static void
+test_rooms_errors(void **state)
+{
+	struct fx *fx = *state;
+
+	expect_errors(fx, fmt(fx,
+	    MINIMAL
+	    "catch_up = sometimes\n"			/* 5 */
+	    "catch_up_max = 0\n"
+	    "state_directory = var/lib/clawsd\n"
+	    "[rooms]\n"
+	    "ops@conference.example.org = bot\n"
+	    "OPS@conference.example.org = bot2\n"	/* 10 */
+	    "conference.example.org = bot\n"
+	    "ops@conference.example.org/bot = bot\n"
+	    "a<b@conference.example.org = bot\n"
+	    "dev@conference.example.org =\n"
+	    "qa@conference.example.org = password=" SECRET "\n" /* 15 */
+	    "hr@conference.example.org = bot password=\n"
+	    "rooms_ping_interval = 86401\n"
+	    "it@conference.example.org = b\x01t\n"),
+	    "5: [xmpp] catch_up: expected yes or no: \"sometimes\"",
+	    "6: [xmpp] catch_up_max: out of range 1..100000: \"0\"",
+	    "7: [xmpp] state_directory: not an absolute path: "
+	    "\"var/lib/clawsd\"",
+	    "10: [rooms] OPS@conference.example.org: duplicate room "
+	    "(first at line 9)",
+	    "11: [rooms] conference.example.org: expected a room's bare JID, "
+	    "ROOM@SERVICE",
+	    "12: [rooms] ops@conference.example.org/bot: expected a room's "
+	    "bare JID, ROOM@SERVICE",
+	    "13: [rooms] \"a<b@conference.example.org\": not a room JID: "
+	    "invalid character '<'",
+	    "14: [rooms] dev@conference.example.org: empty value (the "
+	    "nickname)",
+	    "15: [rooms] qa@conference.example.org: nickname: empty",
+	    "16: [rooms] hr@conference.example.org: empty password",
+	    "17: [rooms] rooms_ping_interval: out of range 0..86400: "
+	    "\"86401\"",
+	    "18: [rooms] it@conference.example.org: nickname: invalid "
+	    "character 0x01");
+	assert_null(strstr(fx->out, SECRET));
+}
+
+static void
+test_rooms_changed(void **state)
+{
+	struct fx *fx = *state;
+	struct conf a, b;
+
+	assert_int_equal(load(fx, &a, MINIMAL "[rooms]\nr@muc.example.org = "
+	    "bot\n"), 0);
+	assert_int_equal(load(fx, &b, MINIMAL "[rooms]\nr@muc.example.org = "
+	    "bot\n"), 0);
+	assert_false(conf_rooms_changed(&a, &b));
+	conf_free(&b);
+	assert_int_equal(load(fx, &b, MINIMAL "[rooms]\nr@muc.example.org = "
+	    "bot password=x\n"), 0);
+	assert_true(conf_rooms_changed(&a, &b));
+	assert_false(conf_xmpp_changed(&a, &b));
+	conf_free(&b);
+	assert_int_equal(load(fx, &b, MINIMAL), 0);
+	assert_true(conf_rooms_changed(&a, &b));
+	conf_free(&b);
+	conf_free(&a);
+}
+
 #define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -998,6 +1101,9 @@ main(void)
 		T(test_open_error),
 		T(test_changed),
 		T(test_example_config),
+		T(test_catch_up_and_rooms),
+		T(test_rooms_errors),
+		T(test_rooms_changed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
