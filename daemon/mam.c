@@ -436,11 +436,15 @@ on_fin(struct mam *m, const struct xnode *fin)
 static void
 on_error(struct mam *m, const struct xnode *iq)
 {
-	const struct xnode *err = xnode_child(iq, "error", NULL), *c;
+	const struct xnode *err = xnode_child(iq, "error", NS_CLIENT), *c;
 	const char *cond = "unknown";
 
-	if (err != NULL && (c = err->child) != NULL)
-		cond = c->name;
+	for (c = err != NULL ? err->child : NULL; c != NULL; c = c->next)
+		if (strcmp(c->ns, "urn:ietf:params:xml:ns:xmpp-stanzas") == 0 &&
+		    strcmp(c->name, "text") != 0) {
+			cond = c->name;
+			break;
+		}
 	if (strcmp(cond, "item-not-found") == 0 && !m->learn &&
 	    m->n == 0 && m->page == 0) {
 		log_warn("catch-up: the last id relayed is no longer in the "
