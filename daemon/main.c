@@ -13,6 +13,7 @@
 
 #include "compat_mbedtls.h"
 #include "conf.h"
+#include "gap.h"
 #include "hub.h"
 #include "log.h"
 #include "notify.h"
@@ -24,6 +25,7 @@ struct clawsd {
 	const char	*conf_path;
 	struct conf	 conf;
 	struct session	*session;
+	struct gap	*gap;		/* catch-up and rooms */
 	struct hub	*hub;
 	uv_signal_t	 sigterm, sigint, sighup;
 	uv_timer_t	 watchdog;	/* fed while WATCHDOG_USEC asks */
@@ -59,7 +61,39 @@ on_line(void *arg, const struct head *h)
 {
 	struct clawsd *d = arg;
 
+	gap_line(d->gap, h);
+}
+
+static void
+on_bound(void *arg, int resumed)
+{
+	struct clawsd *d = arg;
+
+	gap_up(d->gap, resumed);
+}
+
+static void
+on_gap_relay(void *arg, const struct head *h)
+{
+	struct clawsd *d = arg;
+
 	hub_relay(d->hub, h);
+}
+
+static void
+on_gap_status(void *arg, const char *line, size_t len)
+{
+	struct clawsd *d = arg;
+
+	hub_broadcast(d->hub, line, len);
+}
+
+static void
+on_gap_send(void *arg, const char *data, size_t len)
+{
+	struct clawsd *d = arg;
+
+	session_send(d->session, data, len);
 }
 
 static void
@@ -72,7 +106,8 @@ on_status(void *arg, const char *line, size_t len, int announce)
 
 /*
  * Every state change becomes the STATUS= line systemctl status shows; the
- * hub times requests only while the session is up.
+ * hub times requests only while the session is up; a state other than
+ * Binded is a session down for the catch-up and rooms.
  */
 static void
 on_state(void *arg, const char *name, const char *detail)
@@ -81,6 +116,8 @@ on_state(void *arg, const char *name, const char *detail)
 
 	notify_status(name, detail);
 	hub_session(d->hub, strcmp(name, "Binded") == 0);
+	if (strcmp(name, "Binded") != 0)
+		gap_down(d->gap);
 }
 
 /* The daemon's own handles, those that were initialized (loop set). */
@@ -103,6 +140,7 @@ on_stopped(void *arg)
 {
 	struct clawsd *d = arg;
 
+	gap_save(d->gap);
 	hub_close_clients(d->hub);
 	hub_unlisten(d->hub);
 	close_handles(d);
@@ -174,6 +212,13 @@ static const struct session_cb session_cb = {
 	.stopped = on_stopped,
 	.acked = on_acked,
 	.refused = on_refused,
+	.bound = on_bound,
+};
+
+static const struct gap_cb gap_cb = {
+	.relay = on_gap_relay,
+	.status = on_gap_status,
+	.send = on_gap_send,
 };
 
 static const struct hub_cb hub_cb = {
@@ -240,6 +285,7 @@ reload_conf(struct clawsd *d)
 	if (sock && hub_listen(d->hub, &d->conf, -1) != 0)
 		log_error("reload: the socket could not be re-created, "
 		    "keeping the old one");
+	gap_configure(d->gap, &d->conf);
 	if (xmpp) {
 		log_info("reload: [xmpp] changed, reconnecting");
 		session_restart(d->session);
@@ -326,6 +372,8 @@ run(struct clawsd *d)
 		return 1;
 	d->hub = hub_new(&d->loop, &hub_cb, d);
 	d->session = session_new(&d->loop, &session_cb, d);
+	d->gap = gap_new(&d->loop, &gap_cb, d);
+	gap_configure(d->gap, &d->conf);
 	if (d->hub == NULL || d->session == NULL)
 		log_error("cannot set up the %s",
 		    d->hub ? "session" : "socket");
@@ -345,6 +393,7 @@ run(struct clawsd *d)
 	/* Close every handle, on the way out of a failure too. */
 	close_handles(d);
 	session_free(d->session);
+	gap_free(d->gap);
 	hub_free(d->hub);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	return rc;

@@ -32,6 +32,7 @@ struct mam {
 	const struct mam_cb	*cb;
 	void			*arg;
 	char			*archive;	/* NULL: the account */
+	char			*skip_from;	/* bare JID, or NULL */
 	size_t			 max;
 	enum phase		 phase;
 	int			 learn;		/* only the newest id wanted */
@@ -58,6 +59,7 @@ struct parse {
 	char		 queryid[ID_MAX + 1];
 	char		 id[ID_MAX + 1];
 	char		 from[JID_MAX + 1];
+	char		 inner_from[JID_MAX + 1];	/* the archived message's */
 	char		 stamp[STAMP_MAX + 1];
 	int		 has_msg, has_delay;
 	struct xmlw	 w;
@@ -137,6 +139,9 @@ on_start(void *arg, const char *name, const char **attrs)
 	    xmlp_stanza_name(name) != NULL &&
 	    strcmp(xmlp_stanza_name(name), "message") == 0) {
 		p->has_msg = p->in_msg = 1;
+		if ((v = attr(attrs, "from")) != NULL && strlen(v) <
+		    sizeof(p->inner_from))
+			strcpy(p->inner_from, v);
 		if (p->pass == 2) {
 			xmlw_begin(&p->w, p->out, NULL);
 			xmlw_start(&p->w, name, attrs);
@@ -225,10 +230,12 @@ parse_result(struct parse *p, const char *line, size_t len, struct buf *out)
  */
 
 struct mam *
-mam_new(const char *archive, size_t max, const struct mam_cb *cb, void *arg)
+mam_new(const char *archive, const char *skip_from, size_t max,
+    const struct mam_cb *cb, void *arg)
 {
 	struct mam *m = xcalloc(1, sizeof(*m));
 
+	m->skip_from = skip_from != NULL ? xstrdup(skip_from) : NULL;
 	m->cb = cb;
 	m->arg = arg;
 	m->archive = archive != NULL ? xstrdup(archive) : NULL;
@@ -260,6 +267,7 @@ mam_free(struct mam *m)
 	held_clear(m);
 	free(m->ring);
 	free(m->archive);
+	free(m->skip_from);
 	free(m->last);
 	free(m);
 }
@@ -276,7 +284,7 @@ send_query(struct mam *m, const char *after, size_t max)
 {
 	struct buf b;
 
-	snprintf(m->qid, sizeof(m->qid), "clawsd-mam-%u", ++m->seq);
+	snprintf(m->qid, sizeof(m->qid), MAM_ID_PREFIX "%u", ++m->seq);
 	buf_init(&b);
 	buf_puts(&b, "<iq type=\"set\"");
 	xmlw_attr_pair(&b, "id", m->qid);
@@ -347,6 +355,13 @@ finish(struct mam *m, int complete, const char *error)
 	m->cb->done(m->arg, &r);
 }
 
+void
+mam_stop(struct mam *m, const char *why)
+{
+	if (m->phase != IDLE)
+		finish(m, 0, why);
+}
+
 /* From the archive: its bare JID, or for the account none or our own. */
 static int
 from_archive(const struct mam *m, const char *from)
@@ -376,6 +391,15 @@ keep(struct mam *m, struct buf *line, const char *id)
 	m->n++;
 }
 
+/* Is the bare part of `jid' this bare JID? */
+static int
+bare_is(const char *jid, const char *bare)
+{
+	size_t n = strcspn(jid, "/");
+
+	return strlen(bare) == n && strncasecmp(jid, bare, n) == 0;
+}
+
 int
 mam_message(struct mam *m, const char *line, size_t len)
 {
@@ -394,13 +418,30 @@ mam_message(struct mam *m, const char *line, size_t len)
 	m->page++;
 	free(m->last);
 	m->last = xstrdup(p.id);
-	if (!m->learn && out.len > 0)
+	if (m->skip_from != NULL && bare_is(p.inner_from, m->skip_from))
+		log_debug("catch-up: archived result %s was sent by us: "
+		    "skipped", p.id);
+	else if (!m->learn && out.len > 0)
 		keep(m, &out, p.id);
 	else if (!m->learn)
 		log_warn("catch-up: archived result %s holds no message with "
 		    "a date: skipped", p.id);
 	buf_free(&out);
 	return 1;
+}
+
+int
+mam_ours(const char *line, size_t len)
+{
+	struct parse p;
+	struct buf out;
+	int rc;
+
+	buf_init(&out);
+	rc = parse_result(&p, line, len, &out) == 0 &&
+	    strncmp(p.queryid, MAM_ID_PREFIX, strlen(MAM_ID_PREFIX)) == 0;
+	buf_free(&out);
+	return rc;
 }
 
 /* The <set> of a <fin>: its <last>, or NULL. */

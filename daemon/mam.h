@@ -21,6 +21,8 @@
 #define NS_FORWARD	"urn:xmpp:forward:0"
 #define NS_DELAY	"urn:xmpp:delay"
 
+/* The ids (and queryids) of the daemon's queries begin with this. */
+#define MAM_ID_PREFIX	"clawsd-mam-"
 /* Results asked for per page; the server may send fewer. */
 #define MAM_PAGE	100
 
@@ -48,10 +50,12 @@ struct mam;
 
 /*
  * A catch-up from `archive' (a bare JID; NULL: the account's own, queried
- * without `to'), relaying at most `max' messages.
+ * without `to'), relaying at most `max' messages.  Those sent from
+ * `skip_from' (a bare JID: the account, whose archive holds what it sent
+ * as well as what it received) are not relayed, nor counted.
  */
-struct mam	*mam_new(const char *archive, size_t max,
-		    const struct mam_cb *, void *arg);
+struct mam	*mam_new(const char *archive, const char *skip_from,
+		    size_t max, const struct mam_cb *, void *arg);
 void		 mam_free(struct mam *);
 /*
  * Ask for what follows archive id `after'.  With `after' NULL nothing is
@@ -66,10 +70,17 @@ int		 mam_busy(const struct mam *);
  * it answers this query (it is then not to be relayed as is), else 0.
  */
 int		 mam_message(struct mam *, const char *line, size_t len);
+/* 1 if the line is a result of one of our queries, whichever. */
+int		 mam_ours(const char *line, size_t len);
 /* An iq from the server, as a tree: 1 when it answers this query. */
 int		 mam_iq(struct mam *, const struct xnode *);
 /* Give up (the session went down): `done' is not called. */
 void		 mam_abort(struct mam *);
+/*
+ * Stop short (no answer, too much waiting behind it): what was fetched
+ * is relayed and `done' is called with `why' as the error.
+ */
+void		 mam_stop(struct mam *, const char *why);
 
 /*
  * The archive ids relayed lately, so that none is relayed twice whichever

@@ -529,7 +529,7 @@ self_ping(struct rooms *rs, struct room *r, uint64_t now)
 {
 	struct buf b, to;
 
-	snprintf(r->ping_id, sizeof(r->ping_id), "clawsd-rping-%u",
+	snprintf(r->ping_id, sizeof(r->ping_id), ROOMS_ID_PREFIX "%u",
 	    ++rs->seq);
 	r->ping_sent = now;
 	buf_init(&to);

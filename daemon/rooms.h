@@ -21,6 +21,8 @@
 #define NS_MUC		"http://jabber.org/protocol/muc"
 #define NS_MUC_USER	"http://jabber.org/protocol/muc#user"
 #define ROOMS_NICK_TRIES	3	/* NICK_, NICK__, NICK___ */
+/* The ids of the daemon's self-pings begin with this. */
+#define ROOMS_ID_PREFIX		"clawsd-rping-"
 
 struct xnode;
 

@@ -952,6 +952,13 @@ queue_flush(struct session *s)
 		    "waiting for the server", sm_unacked(s->sm));
 }
 
+void
+session_send(struct session *s, const char *data, size_t len)
+{
+	if (s->state == ST_BINDED)
+		send_stanza(s, data, len, 0, 0);
+}
+
 int
 session_submit(struct session *s, const char *data, size_t len, uint64_t tag)
 {
@@ -1426,6 +1433,8 @@ up(struct session *s, int resumed)
 	log_info("session %s as %s", resumed ? "resumed" : "established",
 	    s->jid);
 	status_connected(s, resumed);
+	if (s->cb->bound != NULL)
+		s->cb->bound(s->arg, resumed);
 	queue_flush(s);
 }
 

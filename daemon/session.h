@@ -47,6 +47,11 @@ struct session_cb {
 	/* ... or it was dropped: the condition of its error line, a text. */
 	void	(*refused)(void *arg, uint64_t tag, const char *condition,
 		    const char *text);
+	/*
+	 * The session is up (optional), a new one or `resumed': called once
+	 * the connected line is out, before the queued stanzas go.
+	 */
+	void	(*bound)(void *arg, int resumed);
 };
 
 /* For the status command (SPEC 4.5). */
@@ -76,6 +81,11 @@ void		 session_restart(struct session *);
 #define SESSION_QUEUE_FULL	(-1)
 #define SESSION_TOO_LARGE	(-2)	/* over the server's limit, XEP-0478 */
 
+/*
+ * A stanza of the daemon's own (a query, a join): sent if the session is
+ * up, else dropped; never queued for the next session.
+ */
+void		 session_send(struct session *, const char *, size_t);
 /*
  * A stanza from a client: 0 when accepted, else one of the above.  A
  * `tag' other than 0 asks for its receipt: `acked' or `refused' later.

@@ -146,7 +146,7 @@ static void
 test_learn_newest(void **state)
 {
 	struct rec rec = { 0 };
-	struct mam *m = mam_new(NULL, 1000, &cb, &rec);
+	struct mam *m = mam_new(NULL, NULL, 1000, &cb, &rec);
 	char q[64];
 
 	mam_start(m, NULL);
@@ -174,7 +174,7 @@ static void
 test_pages_in_order_with_delay(void **state)
 {
 	struct rec rec = { 0 };
-	struct mam *m = mam_new(NULL, 1000, &cb, &rec);
+	struct mam *m = mam_new(NULL, NULL, 1000, &cb, &rec);
 	struct xnode *n;
 	char q[64], q2[64];
 
@@ -236,7 +236,7 @@ static void
 test_bounded_most_recent(void **state)
 {
 	struct rec rec = { 0 };
-	struct mam *m = mam_new(NULL, 2, &cb, &rec);
+	struct mam *m = mam_new(NULL, NULL, 2, &cb, &rec);
 	char q[64];
 
 	mam_start(m, "a0");
@@ -257,11 +257,35 @@ test_bounded_most_recent(void **state)
 	rec_free(&rec);
 }
 
+/* The account's archive holds what it sent too: not relayed, not counted. */
+static void
+test_sent_by_us_skipped(void **state)
+{
+	struct rec rec = { 0 };
+	struct mam *m = mam_new(NULL, "bot@example.org", 1, &cb, &rec);
+	char q[64];
+
+	mam_start(m, "a0");
+	qid(&rec, q);
+	assert_int_equal(result(m, q, "a1", NULL, DELAY("2026-01-01T00:00:01Z")
+	    "<message xmlns=\"jabber:client\" from=\"BOT@example.org/c\" "
+	    "to=\"peer@example.org\"><body>mine</body></message>"), 1);
+	assert_int_equal(result(m, q, "a2", NULL, DELAY("2026-01-01T00:00:02Z")
+	    MSG("theirs")), 1);
+	fin(m, q, NULL, "complete=\"true\"", "a2");
+	assert_int_equal(rec.r.relayed, 1);
+	assert_int_equal(rec.r.skipped, 0);
+	assert_string_equal(rec.id[0], "a2");
+	assert_string_equal(rec.last, "a2");
+	mam_free(m);
+	rec_free(&rec);
+}
+
 static void
 test_room_archive_and_errors(void **state)
 {
 	struct rec rec = { 0 };
-	struct mam *m = mam_new("ops@muc.example.org", 10, &cb, &rec);
+	struct mam *m = mam_new("ops@muc.example.org", NULL, 10, &cb, &rec);
 	struct xnode *iq;
 	char q[64], text[512];
 
@@ -308,7 +332,7 @@ static void
 test_abort_and_bad_results(void **state)
 {
 	struct rec rec = { 0 };
-	struct mam *m = mam_new(NULL, 10, &cb, &rec);
+	struct mam *m = mam_new(NULL, NULL, 10, &cb, &rec);
 	char q[64], big[400];
 
 	mam_start(m, "a0");
@@ -367,6 +391,7 @@ main(void)
 		cmocka_unit_test(test_learn_newest),
 		cmocka_unit_test(test_pages_in_order_with_delay),
 		cmocka_unit_test(test_bounded_most_recent),
+		cmocka_unit_test(test_sent_by_us_skipped),
 		cmocka_unit_test(test_room_archive_and_errors),
 		cmocka_unit_test(test_abort_and_bad_results),
 		cmocka_unit_test(test_seen),

@@ -1,0 +1,583 @@
+/*
+ * The daemon's side of SPEC sections 8 and 9, around three modules without
+ * I/O (mam, rooms, state): this file gives them the time, the timers, the
+ * session's stanzas, and the clients.
+ *
+ * While a catch-up runs, the stanzas of the new session wait here (at most
+ * queue_max of them: past that the catch-up stops short and relays what it
+ * has), so that the archived messages come first, in archive order.  Every
+ * message of the account carrying an archive id (XEP-0359, by our bare JID)
+ * is relayed once, whichever way it comes; the last id relayed is the next
+ * catch-up's starting point, kept in the state file.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "buf.h"
+#include "gap.h"
+#include "log.h"
+#include "mam.h"
+#include "rooms.h"
+#include "squeue.h"
+#include "state.h"
+#include "xmlw.h"
+#include "xnode.h"
+
+/* A page of the archive must come within this, else the catch-up stops. */
+#define PAGE_TIMEOUT_MS		30000
+/* The state file is written at most this often (and at shutdown). */
+#define SAVE_DELAY_MS		1000
+/* Archive ids remembered against a second relay: beyond catch_up_max. */
+#define SEEN_MIN		4096
+#define ID_MAX			256
+
+struct gap {
+	uv_loop_t		*loop;
+	const struct gap_cb	*cb;
+	void			*arg;
+	const struct conf	*conf;
+	char			*bare;		/* user@domain */
+	char			*state_dir;	/* as opened, NULL: none */
+	struct state		*state;
+	struct mam		*mam;
+	size_t			 mam_max;
+	struct mam_seen		*seen;
+	struct rooms		*rooms;
+	int			 configured;
+	int			 up;
+	int			 catching_up;
+	int			 open_timers;	/* not closed yet */
+	uint64_t		 catch_start;
+	struct squeue		 held;		/* live, behind the catch-up */
+	uv_timer_t		 page_timer;
+	uv_timer_t		 save_timer;
+	uv_timer_t		 rooms_timer;
+};
+
+static void	on_mam_send(void *, const char *, size_t);
+static void	on_mam_relay(void *, const char *, size_t, const char *);
+static void	on_mam_done(void *, const struct mam_result *);
+static void	on_rooms_send(void *, const char *, size_t);
+static void	on_rooms_status(void *, const char *, size_t);
+
+static const struct mam_cb mam_cb = {
+	on_mam_send, on_mam_relay, on_mam_done,
+};
+static const struct rooms_cb rooms_cb = { on_rooms_send, on_rooms_status };
+
+/* Timers: their only failure is a closing handle, which is a bug here. */
+static void
+arm(uv_timer_t *t, uv_timer_cb cb, uint64_t ms)
+{
+	int rc = uv_timer_start(t, cb, ms, 0);
+
+	if (rc != 0)
+		log_error("timer: %s", uv_strerror(rc));
+}
+
+/*
+ * The state file.
+ */
+
+static void
+on_save_timer(uv_timer_t *t)
+{
+	struct gap *g = t->data;
+
+	state_save(g->state);
+}
+
+static void
+remember(struct gap *g, const char *id)
+{
+	if (state_set(g->state, g->bare, id) != 0) {
+		log_debug("catch-up: archive id not kept: too long or not "
+		    "printable");
+		return;
+	}
+	if (state_dirty(g->state) && !uv_is_active((uv_handle_t *)
+	    &g->save_timer))
+		arm(&g->save_timer, on_save_timer, SAVE_DELAY_MS);
+}
+
+/*
+ * What a line is.  Lines are stream.c's: the top element first, its
+ * attributes double-quoted.
+ */
+
+static int
+is_kind(const char *line, size_t len, const char *kind)
+{
+	size_t n = strlen(kind);
+
+	return len > n + 1 && line[0] == '<' &&
+	    memcmp(line + 1, kind, n) == 0 &&
+	    (line[n + 1] == ' ' || line[n + 1] == '>' || line[n + 1] == '/');
+}
+
+/* The `from' of the top element, raw; 0, or -1 if absent or too long. */
+static int
+line_from(const char *line, size_t len, char *out, size_t size)
+{
+	const char *end = memchr(line, '>', len), *p, *q;
+
+	if (end == NULL)
+		return -1;
+	for (p = line; (p = memmem(p, (size_t)(end - p), " from=\"", 7)) !=
+	    NULL; p += 7) {
+		p += 7;
+		if ((q = memchr(p, '"', (size_t)(end - p))) == NULL ||
+		    (size_t)(q - p) >= size)
+			return -1;
+		memcpy(out, p, (size_t)(q - p));
+		out[q - p] = '\0';
+		return 0;
+	}
+	return -1;
+}
+
+/* The archive id our server gave a message (XEP-0359), or "" if none. */
+static void
+archive_id(const struct gap *g, const char *line, size_t len,
+    char out[ID_MAX + 1])
+{
+	struct xnode *m, *c;
+	const char *by, *id;
+
+	out[0] = '\0';
+	if (memmem(line, len, NS_SID, sizeof(NS_SID) - 1) == NULL ||
+	    (m = xnode_parse(line, len)) == NULL)
+		return;
+	for (c = m->child; c != NULL; c = c->next) {
+		if (!xnode_is(c, "stanza-id", NS_SID) ||
+		    (by = xnode_attr(c, "by")) == NULL ||
+		    strcasecmp(by, g->bare) != 0 ||
+		    (id = xnode_attr(c, "id")) == NULL || *id == '\0' ||
+		    strlen(id) > ID_MAX)
+			continue;
+		strcpy(out, id);
+		break;
+	}
+	xnode_free(m);
+}
+
+/*
+ * Relaying.
+ */
+
+/*
+ * The head of a line gap relays on its own (archived, held back): read
+ * again from the line, as the stream read it the first time.
+ */
+static void
+relay_line(struct gap *g, const char *line, size_t len)
+{
+	struct xnode *x;
+	struct head h;
+
+	if ((x = xnode_parse(line, len)) == NULL) {
+		log_warn("a line not relayed: not one element");
+		return;
+	}
+	h.line = line;
+	h.len = len;
+	h.kind = strcmp(x->ns, XMLW_NS_CLIENT) != 0 ?
+	    HEAD_OTHER : strcmp(x->name, "message") == 0 ? HEAD_MESSAGE :
+	    strcmp(x->name, "presence") == 0 ? HEAD_PRESENCE :
+	    strcmp(x->name, "iq") == 0 ? HEAD_IQ : HEAD_OTHER;
+	h.type = xnode_attr(x, "type");
+	h.id = xnode_attr(x, "id");
+	h.from = xnode_attr(x, "from");
+	g->cb->relay(g->arg, &h);
+	xnode_free(x);
+}
+
+/* A live line, as the session gave it (`h') or held back (`h' NULL). */
+static void
+relay_live(struct gap *g, const char *line, size_t len, const struct head *h)
+{
+	char id[ID_MAX + 1];
+
+	if (is_kind(line, len, "message")) {
+		archive_id(g, line, len, id);
+		if (id[0] != '\0' && mam_seen_add(g->seen, id)) {
+			log_debug("archive id %s already relayed: dropped", id);
+			return;
+		}
+		if (id[0] != '\0')
+			remember(g, id);
+	}
+	if (h != NULL)
+		g->cb->relay(g->arg, h);
+	else
+		relay_line(g, line, len);
+}
+
+static void
+release_held(struct gap *g)
+{
+	const char *p;
+	size_t len;
+
+	while ((p = squeue_at(&g->held, 0, &len, NULL)) != NULL) {
+		relay_live(g, p, len, NULL);
+		squeue_drop(&g->held, 1);
+	}
+}
+
+/*
+ * The catch-up.
+ */
+
+static void
+on_page_timer(uv_timer_t *t)
+{
+	struct gap *g = t->data;
+
+	mam_stop(g->mam, "no answer from the archive");
+}
+
+static void
+on_mam_send(void *arg, const char *data, size_t len)
+{
+	struct gap *g = arg;
+
+	arm(&g->page_timer, on_page_timer, PAGE_TIMEOUT_MS);
+	g->cb->send(g->arg, data, len);
+}
+
+static void
+on_mam_relay(void *arg, const char *line, size_t len, const char *id)
+{
+	struct gap *g = arg;
+
+	if (mam_seen_add(g->seen, id)) {
+		log_debug("archive id %s already relayed: not again", id);
+		return;
+	}
+	remember(g, id);
+	relay_line(g, line, len);
+}
+
+static void
+on_mam_done(void *arg, const struct mam_result *r)
+{
+	struct gap *g = arg;
+	double secs = (double)(uv_now(g->loop) - g->catch_start) / 1000;
+
+	uv_timer_stop(&g->page_timer);
+	if (state_get(g->state, g->bare) == NULL && r->last != NULL)
+		remember(g, r->last);
+	if (r->skipped > 0)
+		log_warn("catch-up: %u more messages were missed than "
+		    "catch_up_max (%zu): skipped, the most recent relayed",
+		    r->skipped, g->mam_max);
+	if (r->error != NULL)
+		log_warn("catch-up: stopped short: %s", r->error);
+	log_info("catch-up: %u archived messages relayed in %.1f s%s",
+	    r->relayed, secs, r->skipped > 0 ? " (a gap: see above)" : "");
+	g->catching_up = 0;
+	release_held(g);
+}
+
+static void
+catch_up(struct gap *g)
+{
+	const char *after = state_get(g->state, g->bare);
+
+	if (g->mam == NULL || g->mam_max != g->conf->catch_up_max) {
+		mam_free(g->mam);
+		g->mam_max = g->conf->catch_up_max;
+		g->mam = mam_new(NULL, g->bare, g->mam_max, &mam_cb, g);
+	}
+	g->catching_up = 1;
+	g->catch_start = uv_now(g->loop);
+	if (after != NULL)
+		log_info("catch-up: asking the archive for what came after %s",
+		    after);
+	else
+		log_info("catch-up: no archive id yet: asking the archive "
+		    "where it stands");
+	mam_start(g->mam, after);
+}
+
+/*
+ * Rooms.
+ */
+
+static void on_rooms_timer(uv_timer_t *);
+
+static void
+rooms_rearm(struct gap *g)
+{
+	uint64_t next = rooms_next(g->rooms), now = uv_now(g->loop);
+
+	if (next == UINT64_MAX) {
+		uv_timer_stop(&g->rooms_timer);
+		return;
+	}
+	arm(&g->rooms_timer, on_rooms_timer, next > now ? next - now : 0);
+}
+
+static void
+on_rooms_timer(uv_timer_t *t)
+{
+	struct gap *g = t->data;
+
+	rooms_tick(g->rooms, uv_now(g->loop));
+	rooms_rearm(g);
+}
+
+static void
+on_rooms_send(void *arg, const char *data, size_t len)
+{
+	struct gap *g = arg;
+
+	g->cb->send(g->arg, data, len);
+}
+
+static void
+on_rooms_status(void *arg, const char *line, size_t len)
+{
+	struct gap *g = arg;
+
+	g->cb->status(g->arg, line, len);
+}
+
+static void
+configure_rooms(struct gap *g)
+{
+	const struct conf *c = g->conf;
+	struct rooms_timing t = {
+		.ping_interval = (uint64_t)c->rooms_ping_interval * 1000,
+		.ping_timeout = (uint64_t)c->ping_timeout * 1000,
+		.backoff = (uint64_t)c->reconnect_delay * 1000,
+		.backoff_max = (uint64_t)c->reconnect_max_delay * 1000,
+	};
+
+	rooms_configure(g->rooms, c->rooms, c->nrooms, &t);
+	rooms_rearm(g);
+}
+
+/*
+ * Interface.
+ */
+
+struct gap *
+gap_new(uv_loop_t *loop, const struct gap_cb *cb, void *arg)
+{
+	struct gap *g = xcalloc(1, sizeof(*g));
+	uv_timer_t *timers[] = {
+		&g->page_timer, &g->save_timer, &g->rooms_timer,
+	};
+	size_t i;
+
+	g->loop = loop;
+	g->cb = cb;
+	g->arg = arg;
+	g->state = state_new();
+	g->rooms = rooms_new(&rooms_cb, g);
+	g->seen = mam_seen_new(SEEN_MIN);
+	squeue_init(&g->held);
+	for (i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
+		if (uv_timer_init(loop, timers[i]) != 0) {
+			log_error("cannot create the catch-up's timers");
+			abort();
+		}
+		timers[i]->data = g;
+	}
+	return g;
+}
+
+static void
+on_closed(uv_handle_t *h)
+{
+	struct gap *g = h->data;
+
+	if (--g->open_timers == 0)
+		free(g);
+}
+
+void
+gap_free(struct gap *g)
+{
+	if (g == NULL)
+		return;
+	gap_save(g);
+	state_free(g->state);
+	mam_free(g->mam);
+	mam_seen_free(g->seen);
+	rooms_free(g->rooms);
+	squeue_free(&g->held);
+	free(g->bare);
+	free(g->state_dir);
+	g->open_timers = 3;
+	uv_close((uv_handle_t *)&g->page_timer, on_closed);
+	uv_close((uv_handle_t *)&g->save_timer, on_closed);
+	uv_close((uv_handle_t *)&g->rooms_timer, on_closed);
+}
+
+static int
+same_dir(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/*
+ * A new state directory: what the old one should hold is written first,
+ * and the position we are at survives the move.
+ */
+static void
+open_state(struct gap *g, const char *dir)
+{
+	const char *id = state_get(g->state, g->bare);
+	char *keep = id != NULL ? xstrdup(id) : NULL;
+
+	state_save(g->state);
+	free(g->state_dir);
+	g->state_dir = dir != NULL ? xstrdup(dir) : NULL;
+	if (state_open(g->state, g->state_dir) == 0 && dir != NULL)
+		log_info("state: kept in %s", dir);
+	if (keep != NULL && state_get(g->state, g->bare) == NULL)
+		remember(g, keep);
+	free(keep);
+}
+
+void
+gap_configure(struct gap *g, const struct conf *c)
+{
+	struct buf b;
+
+	g->conf = c;
+	buf_init(&b);
+	buf_printf(&b, "%s@%s", c->user, c->domain);
+	free(g->bare);
+	g->bare = xstrdup(buf_cstr(&b));
+	buf_free(&b);
+	if (!g->configured || !same_dir(g->state_dir, c->state_directory))
+		open_state(g, c->state_directory);
+	g->configured = 1;
+	configure_rooms(g);
+}
+
+/*
+ * A catch-up cut short by the session going down is done again on the
+ * next session, resumed or not: the server may have dropped what it had
+ * not delivered, counting on it (Prosody does, once a session has used
+ * the archive).  The stanzas held meanwhile stay held.
+ */
+void
+gap_up(struct gap *g, int resumed)
+{
+	g->up = 1;
+	if (g->catching_up || (!resumed && g->conf->catch_up))
+		catch_up(g);
+	rooms_online(g->rooms, resumed, uv_now(g->loop));
+	rooms_rearm(g);
+}
+
+void
+gap_down(struct gap *g)
+{
+	if (!g->up)
+		return;
+	g->up = 0;
+	if (g->catching_up) {
+		mam_abort(g->mam);
+		uv_timer_stop(&g->page_timer);
+		log_warn("catch-up: the session went down before it ended: "
+		    "again on the next one");
+	}
+	rooms_offline(g->rooms);
+	rooms_rearm(g);
+	state_save(g->state);
+}
+
+/*
+ * The answer to a query or a self-ping of a session that went down, sent
+ * again on a resume: the daemon's own, never relayed (SPEC 4.1).
+ */
+static int
+answer_to_old_request(const struct xnode *iq)
+{
+	const char *type = xnode_attr(iq, "type"), *id = xnode_attr(iq, "id");
+
+	return type != NULL && id != NULL && (strcmp(type, "result") == 0 ||
+	    strcmp(type, "error") == 0) &&
+	    (strncmp(id, MAM_ID_PREFIX, strlen(MAM_ID_PREFIX)) == 0 ||
+	    strncmp(id, ROOMS_ID_PREFIX, strlen(ROOMS_ID_PREFIX)) == 0);
+}
+
+void
+gap_line(struct gap *g, const struct head *h)
+{
+	const char *line = h->line;
+	size_t len = h->len;
+	char from[1024];
+	struct xnode *iq;
+	int mine = 0;
+
+	if (is_kind(line, len, "iq")) {
+		if (memmem(line, len, "id=\"clawsd-", 11) != NULL &&
+		    (iq = xnode_parse(line, len)) != NULL) {
+			mine = (g->mam != NULL && mam_iq(g->mam, iq)) ||
+			    rooms_iq(g->rooms, iq, uv_now(g->loop)) ||
+			    answer_to_old_request(iq);
+			xnode_free(iq);
+		}
+		if (mine) {
+			rooms_rearm(g);
+			return;
+		}
+	} else if (is_kind(line, len, "message") &&
+	    memmem(line, len, NS_MAM, sizeof(NS_MAM) - 1) != NULL) {
+		if (g->catching_up && mam_message(g->mam, line, len)) {
+			arm(&g->page_timer, on_page_timer, PAGE_TIMEOUT_MS);
+			return;
+		}
+		/* A result of a query cut short, sent again on a resume. */
+		if (mam_ours(line, len))
+			return;
+	}
+	if (g->conf->nrooms > 0 && !is_kind(line, len, "iq") &&
+	    line_from(line, len, from, sizeof(from)) == 0 &&
+	    rooms_has(g->rooms, from)) {
+		mine = rooms_stanza(g->rooms, from, line, len, uv_now(g->loop),
+		    time(NULL));
+		rooms_rearm(g);
+		if (mine)
+			return;
+	}
+	if (!g->catching_up) {
+		relay_live(g, line, len, h);
+		return;
+	}
+	squeue_push(&g->held, line, len, 0);
+	if (squeue_count(&g->held) >= g->conf->queue_max)
+		mam_stop(g->mam, "queue_max live stanzas are waiting");
+}
+
+int
+gap_catching_up(const struct gap *g)
+{
+	return g->catching_up;
+}
+
+void
+gap_rooms_status(const struct gap *g, struct buf *b)
+{
+	rooms_status(g->rooms, b);
+}
+
+void
+gap_save(struct gap *g)
+{
+	uv_timer_stop(&g->save_timer);
+	state_save(g->state);
+}

@@ -1,0 +1,229 @@
+"""No gap across a new session (issue 15, SPEC sections 8 and 9): the
+archive catch-up after a session that could not be resumed (the server
+restarted, the daemon restarted), its bound, and the rooms kept joined.
+
+Against real servers (Prosody with mod_mam and a MUC component with
+muc_mam, ejabberd with mod_mam and mod_muc: harness.py configures both).
+Modest counts keep `make check` fast; the figures (catch-up time, self-ping
+detection time) are printed on lines starting with NOGAP: (pytest -s).
+"""
+
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import TEST_ACCOUNTS as ACCOUNTS
+from harness import Peer, is_status, parse_line, unique
+from faultproxy import FaultProxy
+
+N = 200                     # messages missed in each outage
+DELAY_NS = "urn:xmpp:delay"
+CLIENT = "{jabber:client}"
+
+
+@pytest.fixture
+def own(make_server, pki):
+    """A server of the test's own (it is restarted, or its archive must be
+    empty) and a way to make peers on it."""
+    srv = make_server()
+    peers = []
+
+    def peer(user="peer"):
+        p = Peer(srv.jid(user), ACCOUNTS[user], srv.c2s_port, ca_file=pki.ca_cert)
+        peers.append(p)
+        return p.start()
+    yield srv, peer
+    for p in peers:
+        p.stop()
+
+
+@pytest.fixture
+def make_proxy():
+    """make_proxy(port) -> a started FaultProxy to 127.0.0.1:port."""
+    made = []
+
+    def make(port):
+        p = FaultProxy(port).start()
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.stop()
+
+
+def bodies_of(lines, run):
+    """[(body, element)] of the relayed messages of this run, in order."""
+    out = []
+    for line in lines:
+        el = parse_line(line)
+        if el.tag != CLIENT + "message":
+            continue
+        body = el.find(CLIENT + "body")
+        if body is not None and body.text and body.text.startswith(run + " "):
+            out.append((body.text, el))
+    return out
+
+
+def collect(c, run, want, timeout):
+    """Read the socket until `want' messages of this run came (or the time
+    is up), then a little longer to see any duplicate; the lines read."""
+    lines = []
+    deadline = time.monotonic() + timeout
+    while len(bodies_of(lines, run)) < want and time.monotonic() < deadline:
+        lines += c.read_lines_for(min(0.5, max(0.05, deadline - time.monotonic())))
+    lines += c.read_lines_for(1.0)
+    return lines
+
+
+def assert_exactly_once_in_order(got, run, first, n):
+    texts = [b for b, _ in got]
+    want = ["%s %d" % (run, i) for i in range(first, first + n)]
+    missing = sorted(set(want) - set(texts), key=lambda t: int(t.split()[1]))
+    assert not missing, "%d lost, first %r" % (len(missing), missing[:5])
+    assert len(texts) == len(set(texts)), "duplicates: %r" % sorted(
+        {t for t in texts if texts.count(t) > 1})[:5]
+    assert texts == want, "out of order"
+
+
+def has_delay(el):
+    return el.find("{%s}delay" % DELAY_NS) is not None
+
+
+def send_all(peer, to, run, n, first=0):
+    for i in range(first, first + n):
+        peer.send_message(to, "%s %d" % (run, i))
+
+
+def settle(srv):
+    """ejabberd's mnesia writes lazily: a SIGKILL right after changes
+    loses them."""
+    if srv.name == "ejabberd":
+        time.sleep(2)
+
+
+# --------------------------------------------------------------------------
+# the daemon restarted: from the state file
+#
+# The loss this prevents: the daemon's connection vanishes without a close
+# (a NAT or a proxy lost it), the server goes on sending into it, and the
+# daemon is restarted.  Its new session takes the resource over, and the
+# old session's unacknowledged messages are not delivered again: Prosody
+# bounces them when the account has another client online (the bot's
+# owner on a phone), and drops those it archived once the session has used
+# the archive (expecting the client to fetch them).  Only the archive has
+# them.
+
+def vanish_and_restart(srv, make_peer, d, c, proxy, run, n, first):
+    """Messages `first'..`first+n' sent into a connection that vanished,
+    the daemon restarted (SIGTERM, start): the new client and its first
+    line."""
+    peer = make_peer()
+    proxy.blackhole(True)
+    send_all(peer, srv.jid("bot"), run, n, first=first)
+    # the server has them all on its side of the dead connection
+    time.sleep(1.0)
+    c.close()
+    d.kill(signal.SIGTERM)
+    assert d.proc.wait(15) == 0
+    proxy.blackhole(False)
+    d.start()
+    return d.wait_connected(timeout=20)
+
+
+def test_daemon_restart_catches_up_from_state_file(own, make_clawsd, make_proxy,
+                                                    tmpdir_path):
+    srv, make_peer = own
+    state = tmpdir_path / "state"
+    proxy = make_proxy(srv.c2s_port)
+    d = make_clawsd(port=proxy.port, xmpp={"state_directory": state}).start()
+    c, _ = d.wait_connected(timeout=20)
+    run = unique("dr")
+    bot = srv.jid("bot")
+    make_peer("bot")        # the account's other client
+
+    # live, and remembered
+    peer = make_peer()
+    send_all(peer, bot, run, 10)
+    got = bodies_of(collect(c, run, 10, 15), run)
+    assert_exactly_once_in_order(got, run, 0, 10)
+    assert not any(has_delay(e) for _, e in got)
+    time.sleep(1.5)         # the state file is written within a second
+    saved = (state / "archive-ids").read_text()
+    assert saved.startswith(bot + " "), saved
+    assert oct((state).stat().st_mode & 0o777) == "0o700"
+
+    t0 = time.monotonic()
+    c, first = vanish_and_restart(srv, make_peer, d, c, proxy, run, N, 10)
+    assert first.get("resumed") == "false"
+    got = bodies_of(collect(c, run, N, 60), run)
+    took = time.monotonic() - t0
+    assert_exactly_once_in_order(got, run, 10, N)
+    assert all(has_delay(e) for _, e in got), "archived without a delay"
+    d.wait_log(r"catch-up: %d archived messages relayed" % N, timeout=5)
+    print("NOGAP: %s: daemon restart: %d messages caught up, %.2f s from "
+          "SIGTERM to the last line" % (srv.name, N, took))
+    c.close()
+
+
+def test_catch_up_max_relays_the_most_recent(own, make_clawsd, make_proxy,
+                                             tmpdir_path):
+    srv, make_peer = own
+    state = tmpdir_path / "state"
+    proxy = make_proxy(srv.c2s_port)
+    d = make_clawsd(port=proxy.port, xmpp={"state_directory": state,
+                                           "catch_up_max": 50}).start()
+    c, _ = d.wait_connected(timeout=20)
+    run = unique("cm")
+    peer = make_peer()
+    send_all(peer, srv.jid("bot"), run, 1)
+    assert len(bodies_of(collect(c, run, 1, 15), run)) == 1
+    time.sleep(1.5)
+
+    c, _ = vanish_and_restart(srv, make_peer, d, c, proxy, run, 120, 1)
+    got = bodies_of(collect(c, run, 50, 60), run)
+    assert_exactly_once_in_order(got, run, 71, 50)
+    d.wait_log(r"catch-up: 70 more messages were missed than catch_up_max "
+               r"\(50\): skipped", timeout=5)
+    c.close()
+
+
+# --------------------------------------------------------------------------
+# the server restarted: the session cannot be resumed
+
+def test_server_restart_catches_up_from_archive(own, make_clawsd):
+    srv, make_peer = own
+    settle(srv)
+    # a wait long enough for the peer to send while the daemon is away
+    d = make_clawsd(port=srv.c2s_port, reconnect_delay=4, reconnect_max_delay=4).start()
+    c, _ = d.wait_connected(timeout=20)
+    peer = make_peer()
+    run = unique("sr")
+    bot = srv.jid("bot")
+    send_all(peer, bot, run, 10)
+    got = bodies_of(collect(c, run, 10, 15), run)
+    assert len(got) == 10
+    settle(srv)
+
+    srv.kill(signal.SIGKILL)
+    c.wait_for(lambda e: is_status(e, "disconnected"), timeout=10)
+    peer.stop()
+    srv.start()
+    peer = make_peer()
+    mark = len(d.log())
+    send_all(peer, bot, run, N, first=10)
+    t0 = time.monotonic()
+    el = c.wait_for(lambda e: is_status(e, "connected"), timeout=20)
+    assert el.get("resumed") == "false"
+    got = bodies_of(collect(c, run, N, 60), run)
+    took = time.monotonic() - t0
+    assert_exactly_once_in_order(got, run, 10, N)
+    archived = sum(1 for _, e in got if has_delay(e))
+    assert archived > 0
+    assert re.search(r"catch-up: \d+ archived messages relayed", d.log()[mark:])
+    print("NOGAP: %s: server restart: %d messages, %d with a delay, all by "
+          "%.2f s after the session came back" % (srv.name, N, archived, took))
+    c.close()
