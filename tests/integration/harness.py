@@ -468,6 +468,13 @@ class Prosody(XmppServer):
             "VirtualHost %s" % _lua_str(self.domain),
             "  ssl = { certificate = %s; key = %s; }" % (_lua_str(self.cert), _lua_str(self.key)),
             "",
+            # group chats (SPEC 8), archived too
+            "Component %s %s" % (_lua_str(self.muc_domain), _lua_str("muc")),
+            '  modules_enabled = { "muc_mam" }',
+            "  muc_room_default_persistent = true",
+            "  muc_room_locking = false",
+            "  muc_room_default_history_length = 50",
+            "",
         ]
         self.config_path.write_text("\n".join(lines))
 

@@ -227,3 +227,129 @@ def test_server_restart_catches_up_from_archive(own, make_clawsd):
     print("NOGAP: %s: server restart: %d messages, %d with a delay, all by "
           "%.2f s after the session came back" % (srv.name, N, archived, took))
     c.close()
+
+
+# --------------------------------------------------------------------------
+# rooms (SPEC 8)
+
+MUC = "http://jabber.org/protocol/muc"
+MUC_ADMIN = "http://jabber.org/protocol/muc#admin"
+
+
+def room_jid(srv):
+    return "%s@%s" % (unique("room").lower(), srv.muc_domain)
+
+
+def own_room(peer, room, nick="owner"):
+    """The peer creates the room (its owner) and is in it."""
+    peer.send_raw('<presence to="%s/%s"><x xmlns="%s"/></presence>' % (room, nick, MUC))
+    time.sleep(0.5)
+
+
+def start_with_client(make_clawsd, make_proxy, server, **kw):
+    """A clawsd (through a proxy) whose first session comes up only once a
+    client listens, so that the client sees every joined line: (daemon,
+    client, proxy)."""
+    proxy = make_proxy(server.c2s_port)
+    proxy.refuse(True)
+    d = make_clawsd(port=proxy.port, **kw).start()
+    c = d.connect()
+    proxy.refuse(False)
+    c.wait_for(lambda e: is_status(e, "connected"), timeout=20)
+    return d, c, proxy
+
+
+def status_line(c, name, room, timeout=15):
+    return c.wait_for(lambda e: is_status(e, name) and e.get("room") == room,
+                      timeout=timeout)
+
+
+def joins_logged(d, room):
+    return len(re.findall(r"rooms: joining %s as " % re.escape(room), d.log()))
+
+
+def test_room_joined_relayed_and_kept_on_resume(make_clawsd, make_proxy, server, make_peer):
+    room = room_jid(server)
+    peer = make_peer()
+    own_room(peer, room)
+    d, c, proxy = start_with_client(make_clawsd, make_proxy, server,
+                                    rooms={room: "bot"})
+    el = status_line(c, "joined", room)
+    assert el.get("nick") == "bot"
+    peer.send_raw('<message to="%s" type="groupchat"><body>hello room</body></message>'
+                  % room)
+    el = c.wait_for(lambda e: e.tag == CLIENT + "message"
+                    and e.get("type") == "groupchat"
+                    and e.findtext(CLIENT + "body") == "hello room", timeout=10)
+    assert el.get("from") == room + "/owner"
+    assert joins_logged(d, room) == 1
+
+    # a resumed session keeps its rooms: no second join
+    proxy.cut()
+    el = c.wait_for(lambda e: is_status(e, "connected"), timeout=20)
+    assert el.get("resumed") == "true"
+    peer.send_raw('<message to="%s" type="groupchat"><body>still here</body></message>'
+                  % room)
+    c.wait_for(lambda e: e.tag == CLIENT + "message"
+               and e.findtext(CLIENT + "body") == "still here", timeout=10)
+    assert joins_logged(d, room) == 1
+    c.close()
+
+
+def test_room_nickname_taken(make_clawsd, make_proxy, server, make_peer):
+    room = room_jid(server)
+    peer = make_peer()
+    own_room(peer, room, nick="bot")        # the nickname is taken
+    d, c, _ = start_with_client(make_clawsd, make_proxy, server, rooms={room: "bot"})
+    el = status_line(c, "joined", room)
+    assert el.get("nick") == "bot_"
+    d.wait_log(r"nickname bot taken, trying bot_")
+    c.close()
+
+
+def test_room_kicked_rejoined_banned_not(make_clawsd, make_proxy, server, make_peer):
+    room = room_jid(server)
+    peer = make_peer()
+    own_room(peer, room)
+    d, c, _ = start_with_client(make_clawsd, make_proxy, server, rooms={room: "bot"})
+    status_line(c, "joined", room)
+
+    peer.send_raw('<iq type="set" id="%s" to="%s"><query xmlns="%s"><item nick="bot" '
+                  'role="none"/></query></iq>' % (unique("kick"), room, MUC_ADMIN))
+    el = status_line(c, "left", room)
+    assert el.get("reason") == "kicked"
+    t0 = time.monotonic()
+    status_line(c, "joined", room, timeout=15)
+    print("NOGAP: %s: kicked -> joined again in %.2f s" % (server.name, time.monotonic() - t0))
+
+    peer.send_raw('<iq type="set" id="%s" to="%s"><query xmlns="%s"><item jid="%s" '
+                  'affiliation="outcast"/></query></iq>'
+                  % (unique("ban"), room, MUC_ADMIN, server.jid("bot")))
+    el = status_line(c, "left", room)
+    assert el.get("reason") == "banned"
+    d.wait_log(r"rooms: %s: banned, not joining again" % re.escape(room))
+    # the backoff (1 s, doubling) passes several times: no join
+    for line in c.read_lines_for(4):
+        el = parse_line(line)
+        assert not (is_status(el, "joined") and el.get("room") == room), line
+    c.close()
+
+
+def test_room_reload_adds_and_removes(make_clawsd, make_proxy, server, make_peer):
+    a, b = room_jid(server), room_jid(server)
+    peer = make_peer()
+    own_room(peer, a)
+    own_room(peer, b)
+    d, c, _ = start_with_client(make_clawsd, make_proxy, server, rooms={a: "bot"})
+    status_line(c, "joined", a)
+    d.rooms = {b: "bot2"}
+    d.write_config()
+    d.kill(signal.SIGHUP)
+    el = status_line(c, "left", a)
+    assert el.get("reason") == "removed from the configuration"
+    el = status_line(c, "joined", b)
+    assert el.get("nick") == "bot2"
+    # no reconnect for that
+    assert [l for l in c.lines if is_status(parse_line(l), "connected")] == \
+        [c.lines[[is_status(parse_line(l), "connected") for l in c.lines].index(True)]]
+    c.close()
