@@ -1317,6 +1317,27 @@ check_delays(struct loader *ld)
 		    c->reconnect_max_delay);
 }
 
+/*
+ * Without state_directory, the one systemd made for the unit
+ * (StateDirectory=, passed as $STATE_DIRECTORY: the first of a
+ * colon-separated list).
+ */
+static void
+default_state_directory(struct loader *ld)
+{
+	const char *env = getenv("STATE_DIRECTORY");
+	size_t len;
+
+	if (ld->key_line[K_STATE_DIRECTORY] != 0 || env == NULL ||
+	    env[0] != '/')
+		return;
+	len = strcspn(env, ":");
+	if (len > 4000)
+		return;
+	free(ld->c->state_directory);
+	ld->c->state_directory = xstrndup(env, len);
+}
+
 static void
 check_all(struct loader *ld)
 {
@@ -1333,6 +1354,7 @@ check_all(struct loader *ld)
 	check_required(ld);
 	check_tls(ld);
 	check_delays(ld);
+	default_state_directory(ld);
 }
 
 static int

@@ -382,6 +382,11 @@ def test_service_unit_settings():
                      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
                      "SystemCallFilter=@system-service", "MemoryDenyWriteExecute=yes"):
             assert want in lines, "%s lacks %s" % (name, want)
+    # the archive position survives a restart (SPEC 9), one per instance
+    assert "StateDirectory=clawsd" in unit_lines("clawsd.service")
+    assert "StateDirectory=clawsd/%i" in unit_lines("clawsd@.service")
+    for name in ("clawsd.service", "clawsd@.service"):
+        assert "StateDirectoryMode=0700" in unit_lines(name)
     assert "LoadCredential=password:/etc/clawsd/password" in unit_lines("clawsd.service")
     assert "ExecStart=/usr/local/sbin/clawsd -c /etc/clawsd/clawsd.conf" \
         in unit_lines("clawsd.service")

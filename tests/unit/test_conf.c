@@ -57,6 +57,7 @@ setup(void **state)
 	assert_non_null(mkdtemp(fx->dir));
 	snprintf(fx->conf, sizeof(fx->conf), "%s/clawsd.conf", fx->dir);
 	unsetenv("CREDENTIALS_DIRECTORY");
+	unsetenv("STATE_DIRECTORY");
 	*state = fx;
 	return 0;
 }
@@ -1005,6 +1006,27 @@ test_catch_up_and_rooms(void **state)
 	conf_free(&c);
 }
 
+/* systemd's StateDirectory= when the file names none. */
+static void
+test_state_directory_from_systemd(void **state)
+{
+	struct fx *fx = *state;
+	struct conf c;
+
+	setenv("STATE_DIRECTORY", "/var/lib/clawsd/work:/var/lib/other", 1);
+	assert_int_equal(load(fx, &c, MINIMAL), 0);
+	assert_string_equal(c.state_directory, "/var/lib/clawsd/work");
+	conf_free(&c);
+	assert_int_equal(load(fx, &c, MINIMAL "state_directory = /srv/s\n"), 0);
+	assert_string_equal(c.state_directory, "/srv/s");
+	conf_free(&c);
+	setenv("STATE_DIRECTORY", "relative", 1);
+	assert_int_equal(load(fx, &c, MINIMAL), 0);
+	assert_null(c.state_directory);
+	conf_free(&c);
+	unsetenv("STATE_DIRECTORY");
+}
+
 static void
 test_rooms_errors(void **state)
 {
@@ -1102,6 +1124,7 @@ main(void)
 		T(test_changed),
 		T(test_example_config),
 		T(test_catch_up_and_rooms),
+		T(test_state_directory_from_systemd),
 		T(test_rooms_errors),
 		T(test_rooms_changed),
 	};
