@@ -454,7 +454,7 @@ class Prosody(XmppServer):
             'storage = "internal"',
             "modules_enabled = {",
             '  "roster", "saslauth", "tls", "disco", "ping", "smacks",',
-            '  "version", "time",',
+            '  "version", "time", "mam", "admin_shell",',
             "}",
             'modules_disabled = { "s2s", "s2s_auth_certs" }',
             "ssl = { certificate = %s; key = %s; }" % (_lua_str(self.cert), _lua_str(self.key)),
@@ -535,6 +535,15 @@ class Prosody(XmppServer):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=timeout, env=env)
         return r.returncode, r.stdout.decode("utf-8", "replace")
+
+    def shell(self, lua, timeout=30.0):
+        """Run one line of Lua in the running server (mod_admin_shell);
+        its output."""
+        r = subprocess.run([PROSODYCTL_BIN, "--config", str(self.config_path), "shell"],
+                           input=("> " + lua + "\n").encode(), cwd=str(self.dir),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout)
+        return r.stdout.decode("utf-8", "replace")
 
     def register(self, user, password):
         rc, out = self.prosodyctl("register", user, self.domain, password)

@@ -353,3 +353,34 @@ def test_room_reload_adds_and_removes(make_clawsd, make_proxy, server, make_peer
     assert [l for l in c.lines if is_status(parse_line(l), "connected")] == \
         [c.lines[[is_status(parse_line(l), "connected") for l in c.lines].index(True)]]
     c.close()
+
+
+def test_room_self_ping_detects_silent_removal(make_clawsd, make_proxy, server, make_peer):
+    if server.name != "prosody":
+        pytest.skip("the occupant is removed silently through Prosody's admin shell")
+    room = room_jid(server)
+    peer = make_peer()
+    own_room(peer, room)
+    interval = 2
+    d, c, _ = start_with_client(make_clawsd, make_proxy, server, rooms={
+        room: "bot", "rooms_ping_interval": interval})
+    status_line(c, "joined", room)
+    # the room forgets the occupant without a word (as when the service
+    # restarts without its occupants)
+    out = server.shell(
+        'local r = prosody.hosts[%r].modules.muc.get_room_from_jid(%r); '
+        'local o = r:get_occupant_by_nick(%r); '
+        'for real in o:each_session() do r._jid_nick[real] = nil end; '
+        'r._occupants[%r] = nil; return "removed"'
+        % (server.muc_domain, room, room + "/bot", room + "/bot"))
+    assert "removed" in out, out
+    t0 = time.monotonic()
+    el = status_line(c, "left", room, timeout=interval + 15)
+    t_left = time.monotonic() - t0
+    assert el.get("reason") == "no longer an occupant"
+    status_line(c, "joined", room, timeout=10)
+    t_back = time.monotonic() - t0
+    assert t_left <= interval + 10
+    print("NOGAP: %s: self-ping (interval %d s) found the room had forgotten us "
+          "in %.2f s, joined again in %.2f s" % (server.name, interval, t_left, t_back))
+    c.close()
