@@ -818,7 +818,8 @@ set_state_directory(struct loader *ld, enum key_id id, const char *v)
  * "ROOM@SERVICE = NICK [password=SECRET]".  The password is never quoted.
  */
 
-#define PASSWORD_TAG	" password="
+#define PASSWORD_KEY	"password="
+#define PASSWORD_TAG	" " PASSWORD_KEY
 
 static void
 room_report(struct loader *ld, const char *jid, const char *fmt,
@@ -878,9 +879,9 @@ set_room(struct loader *ld, const char *jid, const char *v)
 		return;
 	}
 	/* inih strips the blank before a password that has no nickname. */
-	if (strncmp(v, PASSWORD_TAG + 1, strlen(PASSWORD_TAG) - 1) == 0) {
+	if (strncmp(v, PASSWORD_KEY, strlen(PASSWORD_KEY)) == 0) {
 		len = 0;
-		pw = v + strlen(PASSWORD_TAG) - 1;
+		pw = v + strlen(PASSWORD_KEY);
 	} else if ((pw = strstr(v, PASSWORD_TAG)) != NULL) {
 		len = (size_t)(pw - v);
 		pw += strlen(PASSWORD_TAG);
