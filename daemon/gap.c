@@ -43,8 +43,16 @@ struct gap {
 	char			*bare;		/* user@domain */
 	char			*state_dir;	/* as opened, NULL: none */
 	struct state		*state;
-	struct mam		*mam;
+	struct mam		*mam;		/* the account's archive */
+	struct mam		*room_mam;	/* a room's, one at a time */
+	struct mam		*cur;		/* the query running, or NULL */
+	char			*cur_room;	/* its room, NULL: the account */
 	size_t			 mam_max;
+	int			 account_due;	/* the account's catch-up to do */
+	char			**pending;	/* rooms joined, to catch up */
+	size_t			 npending;
+	char			**plain;	/* rooms without an archive */
+	size_t			 nplain;
 	struct mam_seen		*seen;
 	struct rooms		*rooms;
 	int			 configured;
@@ -54,6 +62,7 @@ struct gap {
 	uint64_t		 catch_start;
 	struct squeue		 held;		/* live, behind the catch-up */
 	uv_timer_t		 page_timer;
+	uv_timer_t		 next_timer;	/* the next catch-up, at once */
 	uv_timer_t		 save_timer;
 	uv_timer_t		 rooms_timer;
 };
@@ -61,13 +70,18 @@ struct gap {
 static void	on_mam_send(void *, const char *, size_t);
 static void	on_mam_relay(void *, const char *, size_t, const char *);
 static void	on_mam_done(void *, const struct mam_result *);
+static void	on_next_timer(uv_timer_t *);
 static void	on_rooms_send(void *, const char *, size_t);
 static void	on_rooms_status(void *, const char *, size_t);
+static int	on_rooms_has_archive(void *, const char *);
+static void	on_rooms_joined(void *, const char *);
 
 static const struct mam_cb mam_cb = {
 	on_mam_send, on_mam_relay, on_mam_done,
 };
-static const struct rooms_cb rooms_cb = { on_rooms_send, on_rooms_status };
+static const struct rooms_cb rooms_cb = {
+	on_rooms_send, on_rooms_status, on_rooms_has_archive, on_rooms_joined,
+};
 
 /* Timers: their only failure is a closing handle, which is a bug here. */
 static void
@@ -92,9 +106,9 @@ on_save_timer(uv_timer_t *t)
 }
 
 static void
-remember(struct gap *g, const char *id)
+remember(struct gap *g, const char *archive, const char *id)
 {
-	if (state_set(g->state, g->bare, id) != 0) {
+	if (state_set(g->state, archive, id) != 0) {
 		log_debug("catch-up: archive id not kept: too long or not "
 		    "printable");
 		return;
@@ -140,9 +154,9 @@ line_from(const char *line, size_t len, char *out, size_t size)
 	return -1;
 }
 
-/* The archive id our server gave a message (XEP-0359), or "" if none. */
+/* The archive id `by' gave a message (XEP-0359), or "" if none. */
 static void
-archive_id(const struct gap *g, const char *line, size_t len,
+archive_id(const char *by_want, const char *line, size_t len,
     char out[ID_MAX + 1])
 {
 	struct xnode *m, *c;
@@ -155,7 +169,7 @@ archive_id(const struct gap *g, const char *line, size_t len,
 	for (c = m->child; c != NULL; c = c->next) {
 		if (!xnode_is(c, "stanza-id", NS_SID) ||
 		    (by = xnode_attr(c, "by")) == NULL ||
-		    strcasecmp(by, g->bare) != 0 ||
+		    strcasecmp(by, by_want) != 0 ||
 		    (id = xnode_attr(c, "id")) == NULL || *id == '\0' ||
 		    strlen(id) > ID_MAX)
 			continue;
@@ -196,20 +210,31 @@ relay_line(struct gap *g, const char *line, size_t len)
 	xnode_free(x);
 }
 
-/* A live line, as the session gave it (`h') or held back (`h' NULL). */
+/*
+ * A live line, as the session gave it (`h') or held back (`h' NULL).  A
+ * message of the account's carries the account's archive id; a room's the
+ * room's (its bare JID).
+ */
 static void
 relay_live(struct gap *g, const char *line, size_t len, const struct head *h)
 {
-	char id[ID_MAX + 1];
+	char id[ID_MAX + 1], from[1024];
+	const char *archive = g->bare;
 
 	if (is_kind(line, len, "message")) {
-		archive_id(g, line, len, id);
+		if (g->conf->nrooms > 0 &&
+		    line_from(line, len, from, sizeof(from)) == 0 &&
+		    rooms_has(g->rooms, from)) {
+			from[strcspn(from, "/")] = '\0';
+			archive = from;
+		}
+		archive_id(archive, line, len, id);
 		if (id[0] != '\0' && mam_seen_add(g->seen, id)) {
 			log_debug("archive id %s already relayed: dropped", id);
 			return;
 		}
 		if (id[0] != '\0')
-			remember(g, id);
+			remember(g, archive, id);
 	}
 	if (h != NULL)
 		g->cb->relay(g->arg, h);
@@ -238,7 +263,14 @@ on_page_timer(uv_timer_t *t)
 {
 	struct gap *g = t->data;
 
-	mam_stop(g->mam, "no answer from the archive");
+	if (g->cur != NULL)
+		mam_stop(g->cur, "no answer from the archive");
+}
+
+static const char *
+cur_archive(const struct gap *g)
+{
+	return g->cur_room != NULL ? g->cur_room : g->bare;
 }
 
 static void
@@ -259,8 +291,48 @@ on_mam_relay(void *arg, const char *line, size_t len, const char *id)
 		log_debug("archive id %s already relayed: not again", id);
 		return;
 	}
-	remember(g, id);
+	remember(g, cur_archive(g), id);
 	relay_line(g, line, len);
+}
+
+static int
+listed(char **list, size_t n, const char *jid)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcasecmp(list[i], jid) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+list_add(char ***list, size_t *n, const char *jid)
+{
+	*list = xrealloc(*list, (*n + 1) * sizeof(**list));
+	(*list)[(*n)++] = xstrdup(jid);
+}
+
+static void
+list_clear(char ***list, size_t *n)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		free((*list)[i]);
+	free(*list);
+	*list = NULL;
+	*n = 0;
+}
+
+/* A room whose archive cannot be asked: its joins ask for the history. */
+static int
+no_archive(const char *error)
+{
+	return error != NULL && (strcmp(error, "feature-not-implemented") == 0 ||
+	    strcmp(error, "service-unavailable") == 0 ||
+	    strcmp(error, "not-allowed") == 0 ||
+	    strcmp(error, "forbidden") == 0);
 }
 
 static void
@@ -268,41 +340,99 @@ on_mam_done(void *arg, const struct mam_result *r)
 {
 	struct gap *g = arg;
 	double secs = (double)(uv_now(g->loop) - g->catch_start) / 1000;
+	const char *archive = cur_archive(g);
 
 	uv_timer_stop(&g->page_timer);
-	if (state_get(g->state, g->bare) == NULL && r->last != NULL)
-		remember(g, r->last);
+	if (state_get(g->state, archive) == NULL && r->last != NULL)
+		remember(g, archive, r->last);
 	if (r->skipped > 0)
-		log_warn("catch-up: %u more messages were missed than "
+		log_warn("catch-up: %s: %u more messages were missed than "
 		    "catch_up_max (%zu): skipped, the most recent relayed",
-		    r->skipped, g->mam_max);
+		    archive, r->skipped, g->mam_max);
 	if (r->error != NULL)
-		log_warn("catch-up: stopped short: %s", r->error);
-	log_info("catch-up: %u archived messages relayed in %.1f s%s",
-	    r->relayed, secs, r->skipped > 0 ? " (a gap: see above)" : "");
+		log_warn("catch-up: %s: stopped short: %s", archive, r->error);
+	if (g->cur_room != NULL && no_archive(r->error) &&
+	    !listed(g->plain, g->nplain, g->cur_room))
+		list_add(&g->plain, &g->nplain, g->cur_room);
+	log_info("catch-up: %s: %u archived messages relayed in %.1f s%s",
+	    archive, r->relayed, secs,
+	    r->skipped > 0 ? " (a gap: see above)" : "");
+	/* The next one out of this callback: the query may be freed. */
+	g->cur = NULL;
+	arm(&g->next_timer, on_next_timer, 0);
+}
+
+static void
+start(struct gap *g, struct mam *m, const char *room, const char *after)
+{
+	free(g->cur_room);
+	g->cur_room = room != NULL ? xstrdup(room) : NULL;
+	g->cur = m;
+	g->catching_up = 1;
+	g->catch_start = uv_now(g->loop);
+	if (after != NULL)
+		log_info("catch-up: asking the archive of %s for what came "
+		    "after %s", cur_archive(g), after);
+	else
+		log_info("catch-up: no archive id yet: asking the archive of "
+		    "%s where it stands", cur_archive(g));
+	mam_start(m, after);
+}
+
+/*
+ * The account's archive first, then each room's joined meanwhile, one at
+ * a time; then the live stanzas held.
+ */
+static void
+next_catch_up(struct gap *g)
+{
+	char *room;
+
+	if (!g->up)
+		return;
+	if (squeue_count(&g->held) >= g->conf->queue_max &&
+	    (g->account_due || g->npending > 0)) {
+		log_warn("catch-up: queue_max live stanzas are waiting: the "
+		    "other archives are not asked");
+		g->account_due = 0;
+		list_clear(&g->pending, &g->npending);
+	}
+	if (g->mam_max != g->conf->catch_up_max) {
+		mam_free(g->mam);
+		mam_free(g->room_mam);
+		g->mam = g->room_mam = NULL;
+		g->mam_max = g->conf->catch_up_max;
+	}
+	if (g->account_due) {
+		g->account_due = 0;
+		if (g->mam == NULL)
+			g->mam = mam_new(NULL, g->bare, g->mam_max, &mam_cb, g);
+		start(g, g->mam, NULL, state_get(g->state, g->bare));
+		return;
+	}
+	if (g->npending > 0) {
+		room = g->pending[0];
+		memmove(g->pending, g->pending + 1,
+		    --g->npending * sizeof(*g->pending));
+		mam_free(g->room_mam);
+		g->room_mam = mam_new(room, NULL, g->mam_max, &mam_cb, g);
+		start(g, g->room_mam, room, state_get(g->state, room));
+		free(room);
+		return;
+	}
 	g->catching_up = 0;
+	free(g->cur_room);
+	g->cur_room = NULL;
 	release_held(g);
 }
 
 static void
-catch_up(struct gap *g)
+on_next_timer(uv_timer_t *t)
 {
-	const char *after = state_get(g->state, g->bare);
+	struct gap *g = t->data;
 
-	if (g->mam == NULL || g->mam_max != g->conf->catch_up_max) {
-		mam_free(g->mam);
-		g->mam_max = g->conf->catch_up_max;
-		g->mam = mam_new(NULL, g->bare, g->mam_max, &mam_cb, g);
-	}
-	g->catching_up = 1;
-	g->catch_start = uv_now(g->loop);
-	if (after != NULL)
-		log_info("catch-up: asking the archive for what came after %s",
-		    after);
-	else
-		log_info("catch-up: no archive id yet: asking the archive "
-		    "where it stands");
-	mam_start(g->mam, after);
+	if (g->cur == NULL)
+		next_catch_up(g);
 }
 
 /*
@@ -348,6 +478,30 @@ on_rooms_status(void *arg, const char *line, size_t len)
 	g->cb->status(g->arg, line, len);
 }
 
+/* A room with a known archive id, whose archive answered (or was not asked). */
+static int
+on_rooms_has_archive(void *arg, const char *room)
+{
+	struct gap *g = arg;
+
+	return g->conf->catch_up && state_get(g->state, room) != NULL &&
+	    !listed(g->plain, g->nplain, room);
+}
+
+static void
+on_rooms_joined(void *arg, const char *room)
+{
+	struct gap *g = arg;
+
+	if (!on_rooms_has_archive(g, room) ||
+	    listed(g->pending, g->npending, room))
+		return;
+	list_add(&g->pending, &g->npending, room);
+	g->catching_up = 1;
+	if (g->cur == NULL)
+		arm(&g->next_timer, on_next_timer, 0);
+}
+
 static void
 configure_rooms(struct gap *g)
 {
@@ -372,7 +526,8 @@ gap_new(uv_loop_t *loop, const struct gap_cb *cb, void *arg)
 {
 	struct gap *g = xcalloc(1, sizeof(*g));
 	uv_timer_t *timers[] = {
-		&g->page_timer, &g->save_timer, &g->rooms_timer,
+		&g->page_timer, &g->next_timer, &g->save_timer,
+		&g->rooms_timer,
 	};
 	size_t i;
 
@@ -410,13 +565,18 @@ gap_free(struct gap *g)
 	gap_save(g);
 	state_free(g->state);
 	mam_free(g->mam);
+	mam_free(g->room_mam);
+	free(g->cur_room);
+	list_clear(&g->pending, &g->npending);
+	list_clear(&g->plain, &g->nplain);
 	mam_seen_free(g->seen);
 	rooms_free(g->rooms);
 	squeue_free(&g->held);
 	free(g->bare);
 	free(g->state_dir);
-	g->open_timers = 3;
+	g->open_timers = 4;
 	uv_close((uv_handle_t *)&g->page_timer, on_closed);
+	uv_close((uv_handle_t *)&g->next_timer, on_closed);
 	uv_close((uv_handle_t *)&g->save_timer, on_closed);
 	uv_close((uv_handle_t *)&g->rooms_timer, on_closed);
 }
@@ -445,7 +605,7 @@ open_state(struct gap *g, const char *dir)
 	if (state_open(g->state, g->state_dir) == 0 && dir != NULL)
 		log_info("state: kept in %s", dir);
 	if (keep != NULL && state_get(g->state, g->bare) == NULL)
-		remember(g, keep);
+		remember(g, g->bare, keep);
 	free(keep);
 }
 
@@ -470,14 +630,20 @@ gap_configure(struct gap *g, const struct conf *c)
  * A catch-up cut short by the session going down is done again on the
  * next session, resumed or not: the server may have dropped what it had
  * not delivered, counting on it (Prosody does, once a session has used
- * the archive).  The stanzas held meanwhile stay held.
+ * the archive).  The stanzas held meanwhile stay held.  A new session
+ * joins its rooms again, and each room's catch-up follows its join.
  */
 void
 gap_up(struct gap *g, int resumed)
 {
 	g->up = 1;
-	if (g->catching_up || (!resumed && g->conf->catch_up))
-		catch_up(g);
+	if (!resumed) {
+		list_clear(&g->pending, &g->npending);
+		if (g->conf->catch_up)
+			g->account_due = 1;
+	}
+	if (g->account_due || g->npending > 0 || g->catching_up)
+		next_catch_up(g);
 	rooms_online(g->rooms, resumed, uv_now(g->loop));
 	rooms_rearm(g);
 }
@@ -488,9 +654,15 @@ gap_down(struct gap *g)
 	if (!g->up)
 		return;
 	g->up = 0;
-	if (g->catching_up) {
-		mam_abort(g->mam);
+	uv_timer_stop(&g->next_timer);
+	if (g->cur != NULL) {
+		mam_abort(g->cur);
 		uv_timer_stop(&g->page_timer);
+		if (g->cur_room == NULL)
+			g->account_due = 1;
+		else if (!listed(g->pending, g->npending, g->cur_room))
+			list_add(&g->pending, &g->npending, g->cur_room);
+		g->cur = NULL;
 		log_warn("catch-up: the session went down before it ended: "
 		    "again on the next one");
 	}
@@ -526,7 +698,7 @@ gap_line(struct gap *g, const struct head *h)
 	if (is_kind(line, len, "iq")) {
 		if (memmem(line, len, "id=\"clawsd-", 11) != NULL &&
 		    (iq = xnode_parse(line, len)) != NULL) {
-			mine = (g->mam != NULL && mam_iq(g->mam, iq)) ||
+			mine = (g->cur != NULL && mam_iq(g->cur, iq)) ||
 			    rooms_iq(g->rooms, iq, uv_now(g->loop)) ||
 			    answer_to_old_request(iq);
 			xnode_free(iq);
@@ -537,7 +709,7 @@ gap_line(struct gap *g, const struct head *h)
 		}
 	} else if (is_kind(line, len, "message") &&
 	    memmem(line, len, NS_MAM, sizeof(NS_MAM) - 1) != NULL) {
-		if (g->catching_up && mam_message(g->mam, line, len)) {
+		if (g->cur != NULL && mam_message(g->cur, line, len)) {
 			arm(&g->page_timer, on_page_timer, PAGE_TIMEOUT_MS);
 			return;
 		}
@@ -559,8 +731,8 @@ gap_line(struct gap *g, const struct head *h)
 		return;
 	}
 	squeue_push(&g->held, line, len, 0);
-	if (squeue_count(&g->held) >= g->conf->queue_max)
-		mam_stop(g->mam, "queue_max live stanzas are waiting");
+	if (squeue_count(&g->held) >= g->conf->queue_max && g->cur != NULL)
+		mam_stop(g->cur, "queue_max live stanzas are waiting");
 }
 
 int

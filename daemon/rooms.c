@@ -170,9 +170,11 @@ full_jid(struct buf *b, const struct room *r)
 }
 
 /*
- * The join: history since the last stanza heard from the room before the
- * session was lost, so that nothing is missed; none when it was never
- * heard (nothing relayed from it since start-up).
+ * The join: no history when the room's archive will be asked (XEP-0313,
+ * after the last archive id relayed); else the history since the last
+ * stanza heard from the room before the session was lost, so that nothing
+ * is missed; none when it was never heard (nothing relayed from it since
+ * start-up).
  */
 static void
 join(struct rooms *rs, struct room *r)
@@ -193,7 +195,9 @@ join(struct rooms *rs, struct room *r)
 		xmlw_text(&b, r->password, strlen(r->password));
 		buf_puts(&b, "</password>");
 	}
-	if (r->heard_wall != 0 && gmtime_r(&r->heard_wall, &tm) != NULL &&
+	if (rs->cb->has_archive != NULL && rs->cb->has_archive(rs->arg, r->jid))
+		buf_puts(&b, "<history maxstanzas=\"0\"/>");
+	else if (r->heard_wall != 0 && gmtime_r(&r->heard_wall, &tm) != NULL &&
 	    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
 		buf_printf(&b, "<history since=\"%s\"/>", stamp);
 	else
@@ -478,6 +482,8 @@ on_presence(struct rooms *rs, struct room *r, const struct xnode *p,
 	r->tries = 0;
 	log_info("rooms: joined %s as %s", r->jid, r->cur);
 	status_line(rs, r, "joined", NULL);
+	if (rs->cb->joined != NULL)
+		rs->cb->joined(rs->arg, r->jid);
 }
 
 /* 1 if the room's stanza id of this message was already relayed. */

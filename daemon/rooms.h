@@ -31,6 +31,13 @@ struct rooms_cb {
 	void	(*send)(void *arg, const char *data, size_t len);
 	/* A joined or left status line (ending in \\n) for every client. */
 	void	(*status)(void *arg, const char *line, size_t len);
+	/*
+	 * Optional: will the room's own archive be asked for what was missed
+	 * once it is joined?  Then the join asks for no history.
+	 */
+	int	(*has_archive)(void *arg, const char *room);
+	/* Optional: our own presence came back from the room. */
+	void	(*joined)(void *arg, const char *room);
 };
 
 struct rooms_timing {

@@ -384,3 +384,42 @@ def test_room_self_ping_detects_silent_removal(make_clawsd, make_proxy, server, 
     print("NOGAP: %s: self-ping (interval %d s) found the room had forgotten us "
           "in %.2f s, joined again in %.2f s" % (server.name, interval, t_left, t_back))
     c.close()
+
+
+def test_room_catches_up_from_its_archive(own, make_clawsd, make_proxy, tmpdir_path):
+    """More room messages missed than the room's history holds (50): only
+    the room's archive has them all."""
+    srv, make_peer = own
+    room = room_jid(srv)
+    peer = make_peer()
+    own_room(peer, room)
+    state = tmpdir_path / "state"
+    d, c, proxy = start_with_client(make_clawsd, make_proxy, srv, rooms={room: "bot"},
+                                    xmpp={"state_directory": state})
+    status_line(c, "joined", room)
+    run = unique("rm")
+
+    def say(i):
+        peer.send_raw('<message to="%s" type="groupchat"><body>%s %d</body></message>'
+                      % (room, run, i))
+    say(0)
+    assert len(bodies_of(collect(c, run, 1, 15), run)) == 1
+    time.sleep(1.5)         # the room's archive id is in the state file
+    assert room in (state / "archive-ids").read_text()
+
+    proxy.blackhole(True)
+    for i in range(1, 81):
+        say(i)
+    time.sleep(1.0)
+    c.close()
+    d.kill(signal.SIGTERM)
+    assert d.proc.wait(15) == 0
+    proxy.blackhole(False)
+    d.start()
+    c = d.connect()
+    status_line(c, "joined", room, timeout=20)
+    got = bodies_of(collect(c, run, 80, 30), run)
+    assert_exactly_once_in_order(got, run, 1, 80)
+    assert all(has_delay(e) for _, e in got)
+    d.wait_log(r"catch-up: %s: 80 archived messages relayed" % re.escape(room))
+    c.close()

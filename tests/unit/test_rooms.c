@@ -46,7 +46,7 @@ on_status(void *arg, const char *line, size_t len)
 	rec->status[rec->nstatus++] = strndup(line, len);
 }
 
-static const struct rooms_cb cb = { on_send, on_status };
+static const struct rooms_cb cb = { on_send, on_status, NULL, NULL };
 static const struct rooms_timing timing = { 60000, 10000, 3000, 12000 };
 
 static void
@@ -295,6 +295,53 @@ test_self_ping(void **state)
 	rec_clear(&rec);
 }
 
+static int archive_answer;
+static char joined_room[128];
+
+static int
+on_has_archive(void *arg, const char *room)
+{
+	return archive_answer;
+}
+
+static void
+on_joined(void *arg, const char *room)
+{
+	snprintf(joined_room, sizeof(joined_room), "%s", room);
+}
+
+/* A room whose archive will be asked: no history, and told once joined. */
+static void
+test_archive_instead_of_history(void **state)
+{
+	static const struct rooms_cb acb = {
+		on_send, on_status, on_has_archive, on_joined,
+	};
+	struct rec rec = { 0 };
+	struct rooms *rs = rooms_new(&acb, &rec);
+
+	archive_answer = 1;
+	joined_room[0] = '\0';
+	rooms_configure(rs, two, 1, &timing);
+	rooms_online(rs, 0, 0);
+	assert_non_null(strstr(rec.sent[0], "<history maxstanzas=\"0\"/>"));
+	assert_string_equal(joined_room, "");
+	self_presence(rs, OPS, "bot", NULL, "<status code=\"110\"/>", 10);
+	assert_string_equal(joined_room, OPS);
+	/* Heard, but the archive is asked again rather than the history. */
+	stanza(rs, OPS "/alice", "<message xmlns=\"jabber:client\" type="
+	    "\"groupchat\" from=\"" OPS "/alice\"><body>x</body></message>", 20);
+	rooms_offline(rs);
+	rooms_online(rs, 0, 30);
+	assert_non_null(strstr(rec.sent[1], "<history maxstanzas=\"0\"/>"));
+	archive_answer = 0;
+	rooms_offline(rs);
+	rooms_online(rs, 0, 40);
+	assert_non_null(strstr(rec.sent[2], "<history since=\""));
+	rooms_free(rs);
+	rec_clear(&rec);
+}
+
 static void
 test_reload(void **state)
 {
@@ -334,6 +381,7 @@ main(void)
 		cmocka_unit_test(test_nickname_conflict),
 		cmocka_unit_test(test_kick_ban),
 		cmocka_unit_test(test_self_ping),
+		cmocka_unit_test(test_archive_instead_of_history),
 		cmocka_unit_test(test_reload),
 	};
 
