@@ -642,7 +642,8 @@ gap_up(struct gap *g, int resumed)
 		if (g->conf->catch_up)
 			g->account_due = 1;
 	}
-	if (g->account_due || g->npending > 0 || g->catching_up)
+	if (g->account_due || g->npending > 0 || g->catching_up ||
+	    squeue_count(&g->held) > 0)
 		next_catch_up(g);
 	rooms_online(g->rooms, resumed, uv_now(g->loop));
 	rooms_rearm(g);
@@ -726,7 +727,11 @@ gap_line(struct gap *g, const struct head *h)
 		if (mine)
 			return;
 	}
-	if (!g->catching_up) {
+	/*
+	 * Bound but not yet up (RFC 3921 session): what comes now is of the
+	 * new session, after the catch-up.
+	 */
+	if (!g->catching_up && g->up) {
 		relay_live(g, line, len, h);
 		return;
 	}

@@ -740,7 +740,9 @@ def fake():
 
 
 def fake_clawsd(daemons, srv, **xmpp):
-    x = {"sasl_mechanisms": "SCRAM-SHA-1", "stream_management": "no"}
+    # the fake server keeps no archive: no catch-up query (SPEC 9)
+    x = {"sasl_mechanisms": "SCRAM-SHA-1", "stream_management": "no",
+         "catch_up": "no"}
     x.update(xmpp)
     d = harness.Clawsd(user="bot", password="fake-password", port=srv.port, tls="none",
                        xmpp=x, reconnect_delay=1, reconnect_max_delay=1)

@@ -45,8 +45,10 @@ def fake(pki):
 
 def clawsd_for(daemons, pki, srv, tls="none", sm=False, start=True, **kw):
     """A clawsd logging in to the fake server."""
+    # the fake server keeps no archive: no catch-up query (SPEC 9) to
+    # answer, nor to count among the stanzas
     xmpp = {"sasl_mechanisms": "SCRAM-SHA-1",
-            "stream_management": "yes" if sm else "no"}
+            "stream_management": "yes" if sm else "no", "catch_up": "no"}
     xmpp.update(kw.pop("xmpp", {}))
     kw.setdefault("reconnect_delay", 1)
     kw.setdefault("reconnect_max_delay", 2)
