@@ -403,7 +403,11 @@ class Prosody(XmppServer):
     name = "prosody"
 
     def __init__(self, pki, domain="localhost", directory=None, log_level="debug",
-                 cert=None, key=None):
+                 cert=None, key=None, archive=True):
+        # mod_mam (and muc_mam) unless archive=False: Prosody drops what a
+        # vanished session had not acknowledged once it is archived, and
+        # the daemon's catch-up (SPEC 9) is what the fault tests then see
+        self.archive = archive
         self.pki = pki
         self.domain = domain
         self._own_dir = directory is None
@@ -454,7 +458,7 @@ class Prosody(XmppServer):
             'storage = "internal"',
             "modules_enabled = {",
             '  "roster", "saslauth", "tls", "disco", "ping", "smacks",',
-            '  "version", "time", "mam", "admin_shell",',
+            '  "version", "time", "admin_shell",' + (' "mam",' if self.archive else ''),
             "}",
             'modules_disabled = { "s2s", "s2s_auth_certs" }',
             "ssl = { certificate = %s; key = %s; }" % (_lua_str(self.cert), _lua_str(self.key)),
@@ -470,7 +474,7 @@ class Prosody(XmppServer):
             "",
             # group chats (SPEC 8), archived too
             "Component %s %s" % (_lua_str(self.muc_domain), _lua_str("muc")),
-            '  modules_enabled = { "muc_mam" }',
+            '  modules_enabled = { %s }' % ('"muc_mam"' if self.archive else ''),
             "  muc_room_default_persistent = true",
             "  muc_room_locking = false",
             "  muc_room_default_history_length = 50",
@@ -625,7 +629,11 @@ class Ejabberd(XmppServer):
     name = "ejabberd"
 
     def __init__(self, pki, domain="localhost", directory=None, log_level="info",
-                 cert=None, key=None):
+                 cert=None, key=None, archive=False):
+        # mod_mam only where a test asks (archive=True): with it, ejabberd
+        # changes what a resumed stream redelivers, which the fault tests
+        # measure against the plain server
+        self.archive = archive
         self.pki = pki
         self.domain = domain
         self._own_dir = directory is None
@@ -745,6 +753,19 @@ class Ejabberd(XmppServer):
             "  mod_version:",
             "    show_os: false",
             "  mod_time: {}",
+            # group chats (SPEC 8)
+            "  mod_muc:",
+            "    host: %s" % _yaml_str(self.muc_domain),
+            "    access_create: all",
+            "    history_size: 50",
+            "    default_room_options:",
+            "      persistent: true",
+            "      mam: %s" % ("true" if self.archive else "false"),
+        ]
+        if self.archive:
+            # every message archived, for the catch-up tests (SPEC 9)
+            lines += ["  mod_mam:", "    default: always"]
+        lines += [
             "",
         ]
         self.config_path.write_text("\n".join(lines))

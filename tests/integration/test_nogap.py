@@ -29,7 +29,7 @@ CLIENT = "{jabber:client}"
 def own(make_server, pki):
     """A server of the test's own (it is restarted, or its archive must be
     empty) and a way to make peers on it."""
-    srv = make_server()
+    srv = make_server(archive=True)
     peers = []
 
     def peer(user="peer"):
@@ -163,7 +163,8 @@ def test_daemon_restart_catches_up_from_state_file(own, make_clawsd, make_proxy,
     took = time.monotonic() - t0
     assert_exactly_once_in_order(got, run, 10, N)
     assert all(has_delay(e) for _, e in got), "archived without a delay"
-    d.wait_log(r"catch-up: %d archived messages relayed" % N, timeout=5)
+    d.wait_log(r"catch-up: %s: %d archived messages relayed" % (re.escape(bot), N),
+               timeout=5)
     print("NOGAP: %s: daemon restart: %d messages caught up, %.2f s from "
           "SIGTERM to the last line" % (srv.name, N, took))
     c.close()
@@ -186,8 +187,8 @@ def test_catch_up_max_relays_the_most_recent(own, make_clawsd, make_proxy,
     c, _ = vanish_and_restart(srv, make_peer, d, c, proxy, run, 120, 1)
     got = bodies_of(collect(c, run, 50, 60), run)
     assert_exactly_once_in_order(got, run, 71, 50)
-    d.wait_log(r"catch-up: 70 more messages were missed than catch_up_max "
-               r"\(50\): skipped", timeout=5)
+    d.wait_log(r"catch-up: %s: 70 more messages were missed than "
+               r"catch_up_max \(50\): skipped" % re.escape(srv.jid("bot")), timeout=5)
     c.close()
 
 
@@ -223,7 +224,8 @@ def test_server_restart_catches_up_from_archive(own, make_clawsd):
     assert_exactly_once_in_order(got, run, 10, N)
     archived = sum(1 for _, e in got if has_delay(e))
     assert archived > 0
-    assert re.search(r"catch-up: \d+ archived messages relayed", d.log()[mark:])
+    assert re.search(r"catch-up: %s: \d+ archived messages relayed" % re.escape(bot),
+                     d.log()[mark:])
     print("NOGAP: %s: server restart: %d messages, %d with a delay, all by "
           "%.2f s after the session came back" % (srv.name, N, archived, took))
     c.close()
