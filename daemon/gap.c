@@ -354,7 +354,7 @@ on_mam_done(void *arg, const struct mam_result *r)
 	if (g->cur_room != NULL && no_archive(r->error) &&
 	    !listed(g->plain, g->nplain, g->cur_room))
 		list_add(&g->plain, &g->nplain, g->cur_room);
-	log_info("catch-up: %s: %u archived messages relayed in %.1f s%s",
+	log_info("catch-up: %s: %u archived messages relayed in %.2f s%s",
 	    archive, r->relayed, secs,
 	    r->skipped > 0 ? " (a gap: see above)" : "");
 	/* The next one out of this callback: the query may be freed. */
