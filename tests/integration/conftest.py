@@ -91,8 +91,7 @@ def make_server(pki, xmpp_server):
     """make_server(users=("bot", "peer"), **kw) -> a started server of the
     test's own, of the same kind as the shared one (for tests that kill it,
     or must not meet the sessions other tests left behind); cleaned up at
-    teardown.  kw: harness.make_server's (cert=,
-    key=, archive=)."""
+    teardown.  kw: harness.make_server's (cert=, key=, archive=)."""
     made = []
 
     def make(users=("bot", "peer"), **kw):
