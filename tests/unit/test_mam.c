@@ -37,7 +37,7 @@ on_send(void *arg, const char *data, size_t len)
 	struct rec *rec = arg;
 
 	assert_true(rec->nsent < MAXREC);
-	rec->sent[rec->nsent++] = strndup(data, len);
+	rec->sent[rec->nsent++] = xstrndup(data, len);
 }
 
 static void
@@ -48,7 +48,7 @@ on_relay(void *arg, const char *line, size_t len, const char *id)
 	assert_true(rec->nline < MAXREC);
 	assert_true(len > 0 && line[len - 1] == '\n');
 	assert_null(memchr(line, '\n', len - 1));
-	rec->line[rec->nline] = strndup(line, len);
+	rec->line[rec->nline] = xstrndup(line, len);
 	rec->id[rec->nline++] = strdup(id);
 }
 

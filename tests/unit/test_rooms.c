@@ -34,7 +34,7 @@ on_send(void *arg, const char *data, size_t len)
 	struct rec *rec = arg;
 
 	assert_true(rec->nsent < MAXREC);
-	rec->sent[rec->nsent++] = strndup(data, len);
+	rec->sent[rec->nsent++] = xstrndup(data, len);
 }
 
 static void
@@ -43,7 +43,7 @@ on_status(void *arg, const char *line, size_t len)
 	struct rec *rec = arg;
 
 	assert_true(rec->nstatus < MAXREC);
-	rec->status[rec->nstatus++] = strndup(line, len);
+	rec->status[rec->nstatus++] = xstrndup(line, len);
 }
 
 static const struct rooms_cb cb = { on_send, on_status, NULL, NULL };
