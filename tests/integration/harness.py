@@ -346,6 +346,11 @@ class XmppServer:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def muc_domain(self):
+        """The group chat service (XEP-0045) both servers run."""
+        return "conference." + self.domain
+
     def jid(self, user):
         return "%s@%s" % (user, self.domain)
 
@@ -468,6 +473,10 @@ class Prosody(XmppServer):
             % (_lua_str(self.log_level), _lua_str(self.log_path)),
             "}",
             "smacks_hibernation_time = 30",
+            # every message archived, for the catch-up tests (SPEC 9)
+            'default_archive_policy = true',
+            'archive_expires_after = "never"',
+            "max_archive_query_results = 100",
             "",
             "VirtualHost %s" % _lua_str(self.domain),
             "  ssl = { certificate = %s; key = %s; }" % (_lua_str(self.cert), _lua_str(self.key)),
@@ -1191,7 +1200,8 @@ class Clawsd:
     def __init__(self, user, password, port, tls="starttls", ca_file=None,
                  domain="localhost", host="127.0.0.1", reconnect_delay=1,
                  reconnect_max_delay=2, connect_timeout=5, log_level="debug",
-                 xmpp=None, socket_opts=None, directory=None, binary=None):
+                 xmpp=None, socket_opts=None, directory=None, binary=None,
+                 rooms=None):
         self._own_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="clawsd-d-"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -1220,12 +1230,17 @@ class Clawsd:
         s.update(socket_opts or {})
         self.xmpp_opts = {k: v for k, v in x.items() if v is not None}
         self.socket_opts = {k: v for k, v in s.items() if v is not None}
+        # [rooms]: ROOM@SERVICE = NICK [password=...], rooms_ping_interval
+        self.rooms = dict(rooms or {})
         self.log_level = log_level
         self.write_config()
 
     def config_text(self):
         out = ["# written by tests/integration/harness.py", "[xmpp]"]
         out += ["%s = %s" % (k, v) for k, v in self.xmpp_opts.items()]
+        if self.rooms:
+            out += ["", "[rooms]"]
+            out += ["%s = %s" % (k, v) for k, v in self.rooms.items()]
         out += ["", "[socket]"]
         out += ["%s = %s" % (k, v) for k, v in self.socket_opts.items()]
         out += ["", "[log]", "level = %s" % self.log_level, ""]
