@@ -352,6 +352,7 @@ command_status(struct client *c)
 	struct hub *h = c->hub;
 	struct hub_state st;
 	struct buf line;
+	size_t len;
 
 	memset(&st, 0, sizeof(st));
 	h->cb->state(h->arg, &st);
@@ -361,8 +362,17 @@ command_status(struct client *c)
 	if (st.jid != NULL)
 		xmlw_attr_pair(&line, "jid", st.jid);
 	buf_printf(&line, " sm=\"%s\" queued=\"%zu\" unacked=\"%zu\" "
-	    "clients=\"%zu\" since=\"%lu\"/>\n", st.sm ? "yes" : "no",
-	    st.queued, st.unacked, h->nclients, st.since);
+	    "clients=\"%zu\" since=\"%lu\" catching_up=\"%s\"",
+	    st.sm ? "yes" : "no", st.queued, st.unacked, h->nclients, st.since,
+	    st.catching_up ? "yes" : "no");
+	len = line.len;
+	buf_putc(&line, '>');
+	h->cb->rooms(h->arg, &line);
+	if (line.len == len + 1) {
+		line.len = len;
+		buf_puts(&line, "/>\n");
+	} else
+		buf_puts(&line, "</status>\n");
 	client_send(c, line.data, line.len);
 	buf_free(&line);
 }

@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "buf.h"
 #include "conf.h"
 #include "head.h"
 
@@ -21,6 +22,7 @@ struct hub_state {
 	size_t		 queued;
 	size_t		 unacked;
 	unsigned long	 since;		/* seconds in this state */
+	int		 catching_up;	/* the archive catch-up (SPEC 9) */
 };
 
 struct hub_cb {
@@ -34,6 +36,8 @@ struct hub_cb {
 		    uint64_t tag, const char **text);
 	/* The session's state, for the status command. */
 	void	(*state)(void *arg, struct hub_state *);
+	/* The status answer's children: one <room/> a room (SPEC 8). */
+	void	(*rooms)(void *arg, struct buf *);
 };
 
 struct hub;

@@ -178,6 +178,15 @@ on_hub_state(void *arg, struct hub_state *st)
 	st->queued = si.queued;
 	st->unacked = si.unacked;
 	st->since = (unsigned long)((uv_now(&d->loop) - si.since) / 1000);
+	st->catching_up = gap_catching_up(d->gap);
+}
+
+static void
+on_hub_rooms(void *arg, struct buf *b)
+{
+	struct clawsd *d = arg;
+
+	gap_rooms_status(d->gap, b);
 }
 
 static void
@@ -224,6 +233,7 @@ static const struct gap_cb gap_cb = {
 static const struct hub_cb hub_cb = {
 	.stanza = on_stanza,
 	.state = on_hub_state,
+	.rooms = on_hub_rooms,
 };
 
 /* SPEC section 5: no new clients, take what clients wrote, then close. */

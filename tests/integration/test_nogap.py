@@ -271,6 +271,18 @@ def status_line(c, name, room, timeout=15):
                       timeout=timeout)
 
 
+def ask_status(c):
+    """The answer to a status command (SPEC 4.5) sent now."""
+    c.send('<status xmlns="%s"/>' % harness.CLAWSD_NS)
+    return c.wait_for(lambda e: is_status(e, "status"), timeout=10)
+
+
+def rooms_in(status):
+    """{room: (nick, joined)} from the <room/> children of a status answer."""
+    return {r.get("jid"): (r.get("nick"), r.get("joined"))
+            for r in status.findall("{%s}room" % harness.CLAWSD_NS)}
+
+
 def joins_logged(d, room):
     return len(re.findall(r"rooms: joining %s as " % re.escape(room), d.log()))
 
@@ -290,6 +302,10 @@ def test_room_joined_relayed_and_kept_on_resume(make_clawsd, make_proxy, server,
                     and e.findtext(CLIENT + "body") == "hello room", timeout=10)
     assert el.get("from") == room + "/owner"
     assert joins_logged(d, room) == 1
+    # the live message came after the catch-up: it is over; the room is in
+    st = ask_status(c)
+    assert st.get("catching_up") == "no"
+    assert rooms_in(st) == {room: ("bot", "yes")}
 
     # a resumed session keeps its rooms: no second join
     proxy.cut()
@@ -339,6 +355,7 @@ def test_room_kicked_rejoined_banned_not(make_clawsd, make_proxy, server, make_p
     for line in c.read_lines_for(4):
         el = parse_line(line)
         assert not (is_status(el, "joined") and el.get("room") == room), line
+    assert rooms_in(ask_status(c)) == {room: ("bot", "no")}
     c.close()
 
 

@@ -254,6 +254,8 @@ def test_status(bot):
     assert int(el.get("unacked")) >= 0
     assert el.get("clients") == "1"
     assert int(el.get("since")) >= 0
+    assert el.get("catching_up") in ("yes", "no")
+    assert len(el) == 0  # no rooms configured: no <room/> child
 
 
 def test_status_while_down(make_clawsd):
