@@ -20,6 +20,9 @@ from harness import parse_line, local_name, unique
 README = harness.REPO_ROOT / "README.md"
 DOMAIN = "example.com"
 ALICE = "alice@example.com"
+# the room of the README's Rooms examples, joined by clawsd and alice
+ROOM = "ops@conference." + DOMAIN
+MUC = "http://jabber.org/protocol/muc"
 
 
 def sh_blocks():
@@ -42,10 +45,21 @@ def example(tmp_path_factory):
         srv.start()
         d = harness.Clawsd("bot", harness.TEST_ACCOUNTS["bot"], srv.c2s_port,
                            domain=DOMAIN, ca_file=pki.ca_cert,
-                           directory=top / "clawsd").start()
-        d.wait_connected(timeout=20)[0].close()
+                           directory=top / "clawsd", rooms={ROOM: "bot"}).start()
+        c = d.wait_connected(timeout=20)[0]
+        # in the room: the status answer says so, or the joined line follows
+        c.send('<status xmlns="%s"/>' % harness.CLAWSD_NS)
+        st = c.wait_for(lambda e: harness.is_status(e, "status"), timeout=10)
+        if not any(r.get("jid") == ROOM and r.get("joined") == "yes" for r in st):
+            c.wait_for(lambda e: harness.is_status(e, "joined") and e.get("room") == ROOM,
+                       timeout=20)
         alice = harness.Peer(ALICE, harness.TEST_ACCOUNTS["alice"], srv.c2s_port,
                              ca_file=pki.ca_cert).start()
+        alice.send_raw('<presence to="%s/alice"><x xmlns="%s"/></presence>' % (ROOM, MUC))
+        # alice is in the room once the room tells its occupant bot
+        c.wait_for(lambda e: local_name(e.tag) == "presence"
+                   and e.get("from") == ROOM + "/alice", timeout=20)
+        c.close()
         bindir = top / "bin"
         bindir.mkdir()
         os.symlink(harness.CLAWSDCTL_BIN, bindir / "clawsdctl")
@@ -147,6 +161,30 @@ def check_listen(block, example):
         bg.stop()
 
 
+def check_listen_groupchat(block, example):
+    d, alice, env = example
+    bg = Background(block, env)
+    try:
+        bg.until(lambda l: l.startswith("connected\t"))
+        mid = unique("readme")
+        alice.send_message("bot@" + DOMAIN, "not a room's", id=mid, type="chat")
+        alice.send_raw('<message to="%s" type="groupchat" id="%s"><body>in the room'
+                       '</body></message>' % (ROOM, mid))
+        fields = bg.until(lambda l: mid in l).split("\t")
+        assert fields[:3] == ["message", "groupchat", ROOM + "/alice"], fields
+        assert fields[5] == "in the room"
+    finally:
+        bg.stop()
+
+
+def check_send_groupchat(block, example):
+    d, alice, env = example
+    rc, out, err = run(block, env)
+    assert rc == 0, err
+    m = alice_gets(alice, lambda b: b == "disk full on db1")
+    assert (m.frm, m.type) == (ROOM + "/bot", "groupchat")
+
+
 def check_status(block, example):
     d, alice, env = example
     rc, out, err = run(block, env)
@@ -185,6 +223,8 @@ def check_socat_subscribe(block, example):
 
 CHECKS = [
     (r"^df -h / \| clawsdctl send ", check_send_stdin),
+    (r"^clawsdctl send -t groupchat ", check_send_groupchat),
+    (r"^clawsdctl listen -t groupchat ", check_listen_groupchat),
     (r"^clawsdctl send ", check_send_text),
     (r"^clawsdctl iq ", check_iq),
     (r"^clawsdctl listen ", check_listen),
