@@ -439,8 +439,12 @@ def test_room_catches_up_from_its_archive(own, make_clawsd, make_proxy, tmpdir_p
     d.kill(signal.SIGTERM)
     assert d.proc.wait(15) == 0
     proxy.blackhole(False)
+    # the new session comes up only once the client listens: it sees the
+    # joined line and every archived message
+    proxy.refuse(True)
     d.start()
     c = d.connect()
+    proxy.refuse(False)
     status_line(c, "joined", room, timeout=20)
     got = bodies_of(collect(c, run, 80, 30), run)
     assert_exactly_once_in_order(got, run, 1, 80)
