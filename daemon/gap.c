@@ -242,14 +242,26 @@ relay_live(struct gap *g, const char *line, size_t len, const struct head *h)
 		relay_line(g, line, len);
 }
 
+/* What waits in `held' besides lines: receipts, "condition\0text". */
+#define HELD_ACKED	2
+#define HELD_REFUSED	4
+
 static void
 release_held(struct gap *g)
 {
 	const char *p;
 	size_t len;
+	uint64_t tag;
+	int flags;
 
-	while ((p = squeue_at(&g->held, 0, &len, NULL)) != NULL) {
-		relay_live(g, p, len, NULL);
+	while ((p = squeue_at(&g->held, 0, &len, &flags)) != NULL) {
+		tag = squeue_tag(&g->held, 0);
+		if (flags & HELD_ACKED)
+			g->cb->acked(g->arg, tag);
+		else if (flags & HELD_REFUSED)
+			g->cb->refused(g->arg, tag, p, p + strlen(p) + 1);
+		else
+			relay_live(g, p, len, NULL);
 		squeue_drop(&g->held, 1);
 	}
 }
@@ -738,6 +750,39 @@ gap_line(struct gap *g, const struct head *h)
 	squeue_push(&g->held, line, len, 0);
 	if (squeue_count(&g->held) >= g->conf->queue_max && g->cur != NULL)
 		mam_stop(g->cur, "queue_max live stanzas are waiting");
+}
+
+/* Lines are held back: a receipt waits its turn behind them. */
+static int
+holding(const struct gap *g)
+{
+	return g->catching_up || squeue_count(&g->held) > 0;
+}
+
+void
+gap_acked(struct gap *g, uint64_t tag)
+{
+	if (!holding(g))
+		g->cb->acked(g->arg, tag);
+	else
+		squeue_push_tag(&g->held, "", 1, HELD_ACKED, tag);
+}
+
+void
+gap_refused(struct gap *g, uint64_t tag, const char *condition,
+    const char *text)
+{
+	struct buf b;
+
+	if (!holding(g)) {
+		g->cb->refused(g->arg, tag, condition, text);
+		return;
+	}
+	buf_init(&b);
+	buf_append(&b, condition, strlen(condition) + 1);
+	buf_append(&b, text, strlen(text) + 1);
+	squeue_push_tag(&g->held, b.data, b.len, HELD_REFUSED, tag);
+	buf_free(&b);
 }
 
 int

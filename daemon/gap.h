@@ -8,6 +8,7 @@
 #define CLAWSD_GAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -22,6 +23,10 @@ struct gap_cb {
 	void	(*status)(void *arg, const char *line, size_t len);
 	/* A stanza of the daemon's own for the server, while it is up. */
 	void	(*send)(void *arg, const char *data, size_t len);
+	/* A receipt (session_cb's acked, refused), in order with the lines. */
+	void	(*acked)(void *arg, uint64_t tag);
+	void	(*refused)(void *arg, uint64_t tag, const char *condition,
+		    const char *text);
 };
 
 struct gap;
@@ -40,6 +45,14 @@ void		 gap_up(struct gap *, int resumed);
 void		 gap_down(struct gap *);
 /* A stanza from the server on its way to the clients. */
 void		 gap_line(struct gap *, const struct head *);
+/*
+ * A receipt for a client's stanza: it waits behind the live stanzas held
+ * back, so that a bounce held there is not overtaken by the acknowledgement
+ * that came after it.
+ */
+void		 gap_acked(struct gap *, uint64_t tag);
+void		 gap_refused(struct gap *, uint64_t tag, const char *condition,
+		    const char *text);
 /* Nonzero while a catch-up holds the live stanzas back. */
 int		 gap_catching_up(const struct gap *);
 /* The rooms for the status answer: one <room/> each. */

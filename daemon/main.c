@@ -194,11 +194,28 @@ on_acked(void *arg, uint64_t tag)
 {
 	struct clawsd *d = arg;
 
-	hub_acked(d->hub, tag);
+	gap_acked(d->gap, tag);
 }
 
 static void
 on_refused(void *arg, uint64_t tag, const char *condition, const char *text)
+{
+	struct clawsd *d = arg;
+
+	gap_refused(d->gap, tag, condition, text);
+}
+
+static void
+on_gap_acked(void *arg, uint64_t tag)
+{
+	struct clawsd *d = arg;
+
+	hub_acked(d->hub, tag);
+}
+
+static void
+on_gap_refused(void *arg, uint64_t tag, const char *condition,
+    const char *text)
 {
 	struct clawsd *d = arg;
 
@@ -228,6 +245,8 @@ static const struct gap_cb gap_cb = {
 	.relay = on_gap_relay,
 	.status = on_gap_status,
 	.send = on_gap_send,
+	.acked = on_gap_acked,
+	.refused = on_gap_refused,
 };
 
 static const struct hub_cb hub_cb = {
