@@ -406,11 +406,15 @@ run(struct clawsd *d)
 	if (d->hub == NULL || d->session == NULL)
 		log_error("cannot set up the %s",
 		    d->hub ? "session" : "socket");
+	/*
+	 * The signals before the socket: whoever sees the socket may signal
+	 * at once, and must not meet the default action (death, exit -2).
+	 */
 	else if (session_configure(d->session, &d->conf) == 0 &&
-	    hub_listen(d->hub, &d->conf, d->listen_fd) == 0 &&
 	    watch_signal(d, &d->sigterm, SIGTERM) == 0 &&
 	    watch_signal(d, &d->sigint, SIGINT) == 0 &&
-	    watch_signal(d, &d->sighup, SIGHUP) == 0) {
+	    watch_signal(d, &d->sighup, SIGHUP) == 0 &&
+	    hub_listen(d->hub, &d->conf, d->listen_fd) == 0) {
 		/* Clients can connect now: the session comes up on its own. */
 		notify_send("READY=1");
 		if (start_watchdog(d) == 0) {
