@@ -10,10 +10,12 @@ label=clawsd
 # clang, libclang-rt-dev: the libFuzzer targets and the ASan+UBSan build
 # (`make check'); valgrind: `make valgrind'.
 # libjansson-dev: clawsdctl's JSON output.
+# prosody-modules: mod_sasl2, mod_sasl2_bind2, mod_sasl2_fast, mod_sasl2_sm
+# for the SASL2/Bind2/FAST tests against Prosody 13 (Debian 13).
 # systemd: systemd-analyze, systemd-sysusers and systemd-tmpfiles check the
 # units (no running systemd needed); mandoc lints the man pages.
 PACKAGES="gcc make pkg-config libuv1-dev libexpat1-dev libmbedtls-dev
-libinih-dev libjansson-dev libcmocka-dev prosody ejabberd dnsmasq-base python3
+libinih-dev libjansson-dev libcmocka-dev prosody prosody-modules ejabberd dnsmasq-base python3
 python3-slixmpp python3-pytest openssl socat ca-certificates
 systemd mandoc clang libclang-rt-dev valgrind"
 
