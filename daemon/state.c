@@ -2,14 +2,13 @@
 #include <sys/types.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "buf.h"
 #include "log.h"
+#include "sfile.h"
 #include "state.h"
 
 struct entry {
@@ -179,50 +178,19 @@ parse(struct state *st, const char *path, char *data, size_t len)
 static int
 load(struct state *st)
 {
-	char *path = file_path(st, STATE_FILE), *data;
-	struct stat sb;
-	ssize_t r;
-	size_t len = 0;
-	int fd, rc = -1;
+	char *path = file_path(st, STATE_FILE);
+	struct buf b;
+	int rc;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
-		if (errno == ENOENT)
-			rc = 0;
-		else
-			log_error("state: cannot read %s: %s", path,
-			    strerror(errno));
-		free(path);
-		return rc;
-	}
-	if (fstat(fd, &sb) == -1 || !S_ISREG(sb.st_mode) ||
-	    sb.st_size > STATE_MAX_FILE) {
-		log_error("state: %s is not a regular file of at most %d "
-		    "bytes: ignored", path, STATE_MAX_FILE);
-		close(fd);
-		free(path);
-		return -1;
-	}
-	data = xmalloc((size_t)sb.st_size + 1);
-	while (len < (size_t)sb.st_size) {
-		r = read(fd, data + len, (size_t)sb.st_size - len);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	if (len == (size_t)sb.st_size) {
-		parse(st, path, data, len);
+	buf_init(&b);
+	rc = sfile_read(st->dir, STATE_FILE, STATE_MAX_FILE, &b, "state");
+	if (rc == 1) {
+		parse(st, path, b.data, b.len);
 		st->dirty = 0;
-		rc = 0;
-	} else {
-		log_error("state: cannot read %s: %s", path,
-		    len < (size_t)sb.st_size ? "short read" : strerror(errno));
 	}
-	close(fd);
-	free(data);
+	buf_free(&b);
 	free(path);
-	return rc;
+	return rc == -1 ? -1 : 0;
 }
 
 int
@@ -254,43 +222,12 @@ state_open(struct state *st, const char *dir)
 	return 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t len)
-{
-	ssize_t w;
-
-	while (len > 0) {
-		w = write(fd, p, len);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-/* The rename is durable once the directory itself is synced. */
-static int
-sync_dir(const char *dir)
-{
-	int fd, rc;
-
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
 int
 state_save(struct state *st)
 {
-	char *path, *tmp;
 	struct buf b;
 	size_t i;
-	int fd, rc = -1;
+	int rc;
 
 	if (!st->dirty)
 		return 0;
@@ -301,32 +238,9 @@ state_save(struct state *st)
 	buf_init(&b);
 	for (i = 0; i < st->n; i++)
 		buf_printf(&b, "%s %s\n", st->e[i].archive, st->e[i].id);
-	path = file_path(st, STATE_FILE);
-	tmp = file_path(st, STATE_FILE ".tmp");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-	    0600);
-	if (fd == -1 || write_all(fd, b.data, b.len) == -1 ||
-	    fsync(fd) == -1) {
-		log_error("state: cannot write %s: %s", tmp, strerror(errno));
-		if (fd != -1)
-			close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	if (close(fd) == -1 || rename(tmp, path) == -1) {
-		log_error("state: cannot replace %s: %s", path,
-		    strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	if (sync_dir(st->dir) == -1)
-		log_warn("state: cannot sync %s: %s", st->dir,
-		    strerror(errno));
-	st->dirty = 0;
-	rc = 0;
-out:
+	rc = sfile_write(st->dir, STATE_FILE, b.data, b.len, "state");
+	if (rc == 0)
+		st->dirty = 0;
 	buf_free(&b);
-	free(path);
-	free(tmp);
 	return rc;
 }
