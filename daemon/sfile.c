@@ -21,6 +21,23 @@ path_of(const char *dir, const char *name)
 	return (char *)buf_cstr(&b);
 }
 
+int
+sfile_dir(const char *dir, const char *what)
+{
+	struct stat sb;
+
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		log_error("%s: cannot create %s: %s", what, dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &sb) == -1 || !S_ISDIR(sb.st_mode)) {
+		log_error("%s: %s is not a directory", what, dir);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 read_all(int fd, struct buf *out, size_t size)
 {

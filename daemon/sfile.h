@@ -11,6 +11,8 @@
 
 #include "buf.h"
 
+/* Create `dir' (0700) if it is missing.  Returns 0, or -1 (logged). */
+int	sfile_dir(const char *dir, const char *what);
 /*
  * Read `dir'/`name', a regular file of at most `max' bytes, into `out'
  * (replacing its content, NUL-terminated).  Returns 1 when read, 0 when

@@ -1,7 +1,4 @@
-#include <sys/stat.h>
-#include <sys/types.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,22 +193,14 @@ load(struct state *st)
 int
 state_open(struct state *st, const char *dir)
 {
-	struct stat sb;
-
 	clear(st);
 	free(st->dir);
 	st->dir = NULL;
 	st->dirty = 0;
 	if (dir == NULL)
 		return 0;
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-		log_error("state: cannot create %s: %s", dir, strerror(errno));
+	if (sfile_dir(dir, "state") == -1)
 		return -1;
-	}
-	if (stat(dir, &sb) == -1 || !S_ISDIR(sb.st_mode)) {
-		log_error("state: %s is not a directory", dir);
-		return -1;
-	}
 	st->dir = xstrdup(dir);
 	if (load(st) == -1) {
 		/* Keep the directory: the next save replaces the bad file. */
