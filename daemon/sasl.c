@@ -159,14 +159,12 @@ is_printable(const char *s, size_t len)
 	return 1;
 }
 
-static int
-random_nonce(char *dst, size_t size)
+int
+sasl_random(unsigned char *out, size_t len)
 {
-	static const char pers[] = "clawsd sasl nonce";
+	static const char pers[] = "clawsd sasl random";
 	mbedtls_entropy_context entropy;
 	mbedtls_ctr_drbg_context drbg;
-	unsigned char raw[NONCE_RAW];
-	size_t olen;
 	int rc;
 
 	mbedtls_entropy_init(&entropy);
@@ -174,13 +172,22 @@ random_nonce(char *dst, size_t size)
 	rc = mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
 	    (const unsigned char *)pers, sizeof(pers) - 1);
 	if (rc == 0)
-		rc = mbedtls_ctr_drbg_random(&drbg, raw, sizeof(raw));
-	if (rc == 0)
-		rc = mbedtls_base64_encode((unsigned char *)dst, size, &olen,
-		    raw, sizeof(raw));
+		rc = mbedtls_ctr_drbg_random(&drbg, out, len);
 	mbedtls_ctr_drbg_free(&drbg);
 	mbedtls_entropy_free(&entropy);
 	return rc == 0 ? 0 : -1;
+}
+
+static int
+random_nonce(char *dst, size_t size)
+{
+	unsigned char raw[NONCE_RAW];
+	size_t olen;
+
+	if (sasl_random(raw, sizeof(raw)) != 0)
+		return -1;
+	return mbedtls_base64_encode((unsigned char *)dst, size, &olen, raw,
+	    sizeof(raw)) == 0 ? 0 : -1;
 }
 
 /* saslname of RFC 5802: ',' and '=' would break the attribute syntax. */

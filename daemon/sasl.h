@@ -58,6 +58,9 @@ struct sasl {
 	unsigned char	 ssdp_d[SASL_MAX_HASH];	/* XEP-0474 0.3, "d=" */
 };
 
+/* `len' bytes from a CSPRNG (nonces, ids).  Returns 0, or -1. */
+int		 sasl_random(unsigned char *out, size_t len);
+
 /* Official name of a mechanism, e.g. "SCRAM-SHA-256". */
 const char	*sasl_mech_name(enum sasl_mech);
 /* Mechanism for an official name; SASL_NONE when unknown. */

@@ -16,6 +16,14 @@
  * TLS          Stream Init  the TLS handshake        secured -> STREAM_INIT
  * AUTHENTICATE Authenticate SASL                     <challenge/> -> same
  *                                                    <success/> -> BIND
+ * AUTHENTICATE2 Authenticate SASL2 (XEP-0388)         <challenge/> -> same
+ *                                                    <success/>: bound or
+ *                                                      resumed -> UP2,
+ *                                                      else -> BIND
+ * FAST         Authenticate SASL2 with a FAST token   <success/> as above;
+ *                                                    <failure/>: the token
+ *                                                      is dropped, and at
+ *                                                      once -> CONNECTING
  * BIND         Bind         <features> again         resumable: <resume>
  *                                                      -> RESUMING
  *                                                    else <bind> -> BINDING
@@ -25,6 +33,8 @@
  * BINDING      Binding      the bind result          our JID -> SESSION if
  *                                                      required, or BINDED
  * SESSION      Binding      RFC 3921 session result  result -> BINDED
+ * UP2          Binded       the <features> SASL2     <features> -> BINDED
+ *                           success owes; up already
  * BINDED       Binded       stanzas, <r/>, <a/>      restart -> CLOSING
  *                                                    stop -> STOPPING
  * CLOSING      Binded       the server's close       close -> CONNECTING
@@ -51,6 +61,7 @@
 #include <mbedtls/platform_util.h>
 
 #include "buf.h"
+#include "fast.h"
 #include "kdf.h"
 #include "link.h"
 #include "log.h"
@@ -72,6 +83,11 @@
 #define NS_SM		"urn:xmpp:sm:3"
 #define NS_SASL_CB	"urn:xmpp:sasl-cb:0"
 #define NS_LIMITS	"urn:xmpp:stream-limits:0"
+#define NS_SASL2	"urn:xmpp:sasl:2"
+#define NS_BIND2	"urn:xmpp:bind:0"
+#define NS_FAST		"urn:xmpp:fast:0"
+/* The FAST mechanism clawsd asks a token for (fast.c proves it). */
+#define FAST_MECH	"HT-SHA-256-NONE"
 
 /*
  * Stanzas wait in the queue while this much is still unsent on the link.
@@ -102,10 +118,13 @@ enum state {
 	ST_STARTTLS,
 	ST_TLS,
 	ST_AUTHENTICATE,
+	ST_AUTHENTICATE2,
+	ST_FAST,
 	ST_BIND,
 	ST_RESUMING,
 	ST_BINDING,
 	ST_SESSION,
+	ST_UP2,			/* the states from here on are up */
 	ST_BINDED,
 	ST_CLOSING,
 	ST_STOPPING,
@@ -120,6 +139,9 @@ enum event {
 	EV_CHALLENGE,		/* SASL */
 	EV_SUCCESS,
 	EV_SASL_FAILURE,
+	EV_CHALLENGE2,		/* SASL2 */
+	EV_SUCCESS2,
+	EV_FAILURE2,
 	EV_ENABLED,		/* XEP-0198 */
 	EV_RESUMED,
 	EV_SM_FAILED,
@@ -136,7 +158,9 @@ enum event {
 
 static const char *const event_names[EV_COUNT] = {
 	"<stream:features>", "<proceed/>", "a STARTTLS <failure/>",
-	"<challenge/>", "<success/>", "a SASL <failure/>", "<enabled/>",
+	"<challenge/>", "<success/>", "a SASL <failure/>",
+	"a SASL2 <challenge/>", "a SASL2 <success/>", "a SASL2 <failure/>",
+	"<enabled/>",
 	"<resumed/>", "a stream management <failed/>", "<r/>", "<a/>",
 	"<iq/>", "a stanza", "an element", "a stream-level element",
 	"<stream:error>", "</stream:stream>",
@@ -151,6 +175,9 @@ static void	on_tls_failure(struct session *, const struct stream_elem *);
 static void	on_challenge(struct session *, const struct stream_elem *);
 static void	on_success(struct session *, const struct stream_elem *);
 static void	on_sasl_failure(struct session *, const struct stream_elem *);
+static void	on_success2(struct session *, const struct stream_elem *);
+static void	on_fast_failure(struct session *, const struct stream_elem *);
+static void	on_features_up2(struct session *, const struct stream_elem *);
 static void	on_features_bind(struct session *, const struct stream_elem *);
 static void	on_resumed(struct session *, const struct stream_elem *);
 static void	on_resume_failed(struct session *, const struct stream_elem *);
@@ -197,6 +224,13 @@ static const struct {
 	[ST_AUTHENTICATE] = { "Authenticate", NULL, {
 		[EV_CHALLENGE] = on_challenge, [EV_SUCCESS] = on_success,
 		[EV_SASL_FAILURE] = on_sasl_failure, ANY_STREAM } },
+	[ST_AUTHENTICATE2] = { "Authenticate", "SASL2", {
+		[EV_CHALLENGE2] = on_challenge, [EV_SUCCESS2] = on_success2,
+		[EV_FAILURE2] = on_sasl_failure, ANY_STREAM } },
+	/* HT has no challenge. */
+	[ST_FAST] = { "Authenticate", "FAST", {
+		[EV_SUCCESS2] = on_success2, [EV_FAILURE2] = on_fast_failure,
+		ANY_STREAM } },
 	[ST_BIND] = { "Bind", NULL, {
 		[EV_FEATURES] = on_features_bind, ANY_STREAM } },
 	[ST_RESUMING] = { "Binding", "resuming", {
@@ -208,6 +242,10 @@ static const struct {
 	[ST_SESSION] = { "Binding", "session", {
 		[EV_IQ] = on_session_result, [EV_STANZA] = on_relay,
 		[EV_OTHER] = on_relay, ANY_STREAM } },
+	/* Resumed stanzas may come before the features (Prosody). */
+	[ST_UP2] = { "Binded", NULL, {
+		UP_STANZAS, UP_SM, [EV_SM_R] = on_r,
+		[EV_FEATURES] = on_features_up2, ANY_STREAM } },
 	[ST_BINDED] = { "Binded", NULL, {
 		UP_STANZAS, UP_SM, [EV_SM_R] = on_r, ANY_STREAM } },
 	/* Our stream is closed: nothing more may be written, <r/> included. */
@@ -227,6 +265,7 @@ enum ending {
 	END_AUTH,		/* wrong credentials: the longest wait */
 	END_CONFLICT,		/* another client took the resource */
 	END_REDIRECT,		/* see-other-host: at once, counted */
+	END_AGAIN,		/* a FAST token refused: at once, with SCRAM */
 };
 
 struct session {
@@ -259,6 +298,8 @@ struct session {
 	struct sasl_cache	 sasl_cache;	/* SaltedPassword for reconnects */
 	struct kdf		*kdf;		/* its PBKDF2, on the pool */
 	int			 scram_pinned;	/* no PLAIN once SCRAM was used */
+	struct fast		*fast;		/* SASL2 client id, FAST token */
+	unsigned		 asked;		/* ASK_*: what SASL2 asked for */
 	int			 session_required;
 	char			*jid;		/* bound full JID */
 	char			*bind_id;
@@ -280,8 +321,21 @@ struct session {
 	struct buf		 scratch;
 };
 
+/* What one SASL2 <authenticate/> carries, for checking its <success/>. */
+#define ASK_BIND	0x01		/* Bind2 */
+#define ASK_ENABLE	0x02		/* XEP-0198 enable, inside Bind2 */
+#define ASK_RESUME	0x04		/* XEP-0198 resume */
+#define ASK_TOKEN	0x08		/* a FAST token */
+
 static void connect_now(struct session *);
 static void queue_flush(struct session *);
+
+/* Bound (or resumed): stanzas flow both ways. */
+static int
+is_up(const struct session *s)
+{
+	return s->state == ST_UP2 || s->state == ST_BINDED;
+}
 
 const char *
 session_state(const struct session *s)
@@ -293,8 +347,8 @@ void
 session_info(const struct session *s, struct session_info *i)
 {
 	i->state = machine[s->state].seed;
-	i->jid = s->state == ST_BINDED ? s->jid : NULL;
-	i->sm = s->state == ST_BINDED && sm_counting(s->sm);
+	i->jid = is_up(s) ? s->jid : NULL;
+	i->sm = is_up(s) && sm_counting(s->sm);
 	i->queued = squeue_count(&s->queue);
 	i->unacked = sm_unacked(s->sm) + s->nrcpt;
 	i->since = s->since;
@@ -522,6 +576,7 @@ clear_connection(struct session *s)
 	s->bind_id = s->session_id = s->ping_id = NULL;
 	s->session_required = 0;
 	s->sm_offered = s->can_bind = 0;
+	s->asked = 0;
 	s->server_max = 0;
 	set_congested(s, 0);
 	receipts_lost(s);
@@ -608,7 +663,7 @@ next_delay(struct session *s, int at_max)
 static void
 end_connection(struct session *s, enum ending how, const char *reason)
 {
-	int was_up = s->state >= ST_BINDED;
+	int was_up = s->state >= ST_UP2;
 	enum state st = s->state;
 	uint64_t wait;
 	char detail[600];
@@ -641,7 +696,9 @@ end_connection(struct session *s, enum ending how, const char *reason)
 	if (how == END_REDIRECT) {
 		(void)next_delay(s, 0);		/* an attempt all the same */
 		wait = 0;
-	} else
+	} else if (how == END_AGAIN)
+		wait = 0;	/* without the token: it cannot happen twice */
+	else
 		wait = next_delay(s, how == END_AUTH);
 	if (how == END_CONFLICT)
 		log_warn("conflict: another client uses %s with the same "
@@ -906,7 +963,7 @@ sm_window(const struct session *s)
 static int
 can_send(const struct session *s)
 {
-	if (s->state != ST_BINDED)
+	if (!is_up(s))
 		return 0;
 	if (sm_counting(s->sm) && sm_unacked(s->sm) >= sm_window(s))
 		return 0;
@@ -946,7 +1003,7 @@ queue_flush(struct session *s)
 	queue_send(s, 0);
 	if (squeue_count(&s->queue) == 0)
 		set_congested(s, 0);
-	if (s->state == ST_BINDED && squeue_count(&s->queue) > 0 &&
+	if (is_up(s) && squeue_count(&s->queue) > 0 &&
 	    sm_counting(s->sm) && sm_unacked(s->sm) >= sm_window(s))
 		log_debug("stream management: %zu stanzas unacknowledged, "
 		    "waiting for the server", sm_unacked(s->sm));
@@ -955,7 +1012,7 @@ queue_flush(struct session *s)
 void
 session_send(struct session *s, const char *data, size_t len)
 {
-	if (s->state == ST_BINDED)
+	if (is_up(s))
 		send_stanza(s, data, len, 0, 0);
 }
 
@@ -973,7 +1030,7 @@ session_submit(struct session *s, const char *data, size_t len, uint64_t tag)
 	 * paused, and what their last reads held waits here, past
 	 * queue_max if need be (it is bounded by one read per client).
 	 */
-	if (s->state == ST_BINDED) {
+	if (is_up(s)) {
 		squeue_push_tag(&s->queue, data, len, SM_CLIENT, tag);
 		set_congested(s, 1);
 		return 0;
@@ -1025,13 +1082,13 @@ wipe(struct buf *b)
 
 /* <auth/>, <response/>: element around the base64 of `payload'. */
 static void
-send_sasl(struct session *s, const char *name, const char *mech,
-    struct buf *payload)
+send_sasl(struct session *s, const char *ns, const char *name,
+    const char *mech, struct buf *payload)
 {
 	struct buf out;
 
 	buf_init(&out);
-	buf_printf(&out, "<%s xmlns='" NS_SASL "'", name);
+	buf_printf(&out, "<%s xmlns='%s'", name, ns);
 	if (mech != NULL)
 		buf_printf(&out, " mechanism='%s'", mech);
 	buf_putc(&out, '>');
@@ -1075,6 +1132,63 @@ children_text(const struct xnode *parent, const char *list, const char *ns,
 	return n;
 }
 
+/*
+ * The mechanism of sasl_mechanisms to use of the `n' offered, or
+ * SASL_NONE: the connection has failed.
+ */
+static enum sasl_mech
+choose_mech(struct session *s, const char **offered, size_t n)
+{
+	enum sasl_mech mech;
+
+	mech = sasl_select(s->conf->sasl_mechanisms, offered, n,
+	    link_encrypted(s->link));
+	if (mech != SASL_NONE && s->scram_pinned && !sasl_is_scram(mech)) {
+		fail(s, "SASL: SCRAM was used with this server before, "
+		    "refusing to fall back to PLAIN");
+		return SASL_NONE;
+	}
+	if (mech == SASL_NONE)
+		fail(s, n == 0 ? "SASL: the server offers no mechanism" :
+		    "SASL: no mechanism in sasl_mechanisms is offered "
+		    "(PLAIN needs TLS)");
+	return mech;
+}
+
+/*
+ * Start `mech' (SASL or SASL2 alike): its initial response in `initial'.
+ * `offered' and `cbtypes' are what the features offered, for XEP-0474.
+ * Returns 0, or -1 when the connection has failed.
+ */
+static int
+sasl_begin(struct session *s, enum sasl_mech mech, const char **offered,
+    size_t n, const char **cbtypes, size_t ncb, struct buf *initial)
+{
+	int rc;
+
+	rc = sasl_start(&s->sasl, mech, s->conf->user, s->conf->password,
+	    NULL, initial);
+	if (rc == 0) {
+		sasl_set_cache(&s->sasl, &s->sasl_cache);
+		/* XEP-0474: what the server offered, to check for downgrade. */
+		rc = sasl_set_offered(&s->sasl, offered, n, cbtypes, ncb);
+	}
+	if (rc != 0) {
+		wipe(initial);
+		fail(s, "SASL: cannot start");
+		return -1;
+	}
+	log_debug("SASL: authenticating with %s", sasl_mech_name(mech));
+	return 0;
+}
+
+static size_t
+channel_bindings(const struct xnode *features, const char ***out)
+{
+	return children_text(features, "sasl-channel-binding", NS_SASL_CB,
+	    "channel-binding", "type", out);
+}
+
 static void
 start_auth(struct session *s, const struct xnode *features)
 {
@@ -1082,53 +1196,168 @@ start_auth(struct session *s, const struct xnode *features)
 	size_t n, ncb;
 	enum sasl_mech mech;
 	struct buf initial;
-	int rc;
 
 	n = children_text(features, "mechanisms", NS_SASL, "mechanism",
 	    NULL, &offered);
-	ncb = children_text(features, "sasl-channel-binding", NS_SASL_CB,
-	    "channel-binding", "type", &cbtypes);
-	mech = sasl_select(s->conf->sasl_mechanisms, offered, n,
-	    link_encrypted(s->link));
-	if (mech != SASL_NONE && s->scram_pinned && !sasl_is_scram(mech)) {
-		fail(s, "SASL: SCRAM was used with this server before, "
-		    "refusing to fall back to PLAIN");
-		goto out;
-	}
-	if (mech == SASL_NONE) {
-		fail(s, n == 0 ? "SASL: the server offers no mechanism" :
-		    "SASL: no mechanism in sasl_mechanisms is offered "
-		    "(PLAIN needs TLS)");
-		goto out;
-	}
+	ncb = channel_bindings(features, &cbtypes);
 	buf_init(&initial);
-	rc = sasl_start(&s->sasl, mech, s->conf->user, s->conf->password,
-	    NULL, &initial);
-	if (rc == 0) {
-		sasl_set_cache(&s->sasl, &s->sasl_cache);
-		/* XEP-0474: what the server offered, to check for downgrade. */
-		rc = sasl_set_offered(&s->sasl, offered, n, cbtypes, ncb);
+	if ((mech = choose_mech(s, offered, n)) != SASL_NONE &&
+	    sasl_begin(s, mech, offered, n, cbtypes, ncb, &initial) == 0) {
+		send_sasl(s, NS_SASL, "auth", sasl_mech_name(mech), &initial);
+		set_state(s, ST_AUTHENTICATE, sasl_mech_name(mech));
 	}
-	if (rc != 0) {
-		wipe(&initial);
-		buf_free(&initial);
-		fail(s, "SASL: cannot start");
-		goto out;
-	}
-	log_debug("SASL: authenticating with %s", sasl_mech_name(mech));
-	send_sasl(s, "auth", sasl_mech_name(mech), &initial);
 	buf_free(&initial);
-	set_state(s, ST_AUTHENTICATE, sasl_mech_name(mech));
-out:
 	free(offered);
 	free(cbtypes);
+}
+
+/* Does `parent' have an `item' child of `ns' with this text (or `attr')? */
+static int
+offers(const struct xnode *parent, const char *ns, const char *item,
+    const char *attr, const char *value)
+{
+	const struct xnode *c;
+	const char *v;
+
+	if (parent == NULL)
+		return 0;
+	for (c = parent->child; c != NULL; c = c->next) {
+		if (!xnode_is(c, item, ns))
+			continue;
+		v = attr ? xnode_attr(c, attr) : xnode_text((struct xnode *)c);
+		if (v != NULL && strcmp(v, value) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * What goes inline in <authenticate/>: an XEP-0198 resume when there is a
+ * session to resume; Bind2 (with XEP-0198 enable) for a new one, also when
+ * the resume fails; a FAST token request unless one is used.
+ */
+static void
+auth2_inline(struct session *s, const struct xnode *in, int use_fast,
+    struct buf *b)
+{
+	const struct xnode *bind = xnode_child(in, "bind", NS_BIND2);
+	const struct xnode *bin = bind ? xnode_child(bind, "inline",
+	    NS_BIND2) : NULL;
+	const struct xnode *fastf = xnode_child(in, "fast", NS_FAST);
+	const char *id = sm_resume_id(s->sm);
+	int sm = s->conf->stream_management;
+
+	s->asked = 0;
+	if (sm && id != NULL && s->jid != NULL &&
+	    xnode_child(in, "sm", NS_SM) != NULL) {
+		buf_printf(b, "<resume xmlns='" NS_SM "' h='%lu' previd=\"",
+		    (unsigned long)sm_handled(s->sm));
+		xmlw_attr(b, id, strlen(id));
+		buf_puts(b, "\"/>");
+		s->asked |= ASK_RESUME;
+	}
+	if (bind != NULL) {
+		buf_puts(b, "<bind xmlns='" NS_BIND2 "'><tag>");
+		xmlw_text(b, s->conf->resource, strlen(s->conf->resource));
+		buf_puts(b, "</tag>");
+		if (sm && offers(bin, NS_BIND2, "feature", "var", NS_SM)) {
+			buf_puts(b, "<enable xmlns='" NS_SM "' resume='true'/>");
+			s->asked |= ASK_ENABLE;
+		}
+		buf_puts(b, "</bind>");
+		s->asked |= ASK_BIND;
+	}
+	if (use_fast)
+		buf_puts(b, "<fast xmlns='" NS_FAST "'/>");
+	else if (offers(fastf, NS_FAST, "mechanism", NULL, FAST_MECH)) {
+		buf_puts(b, "<request-token xmlns='" NS_FAST "' mechanism='"
+		    FAST_MECH "'/>");
+		s->asked |= ASK_TOKEN;
+	}
+}
+
+/* The initial response: a FAST token's, or SCRAM's (the password's). */
+static int
+auth2_begin(struct session *s, const struct xnode *features,
+    const struct xnode *in, struct buf *initial, const char **name)
+{
+	const struct xnode *fastf = in ? xnode_child(in, "fast", NS_FAST) :
+	    NULL;
+	const char **offered = NULL, **cbtypes = NULL;
+	enum sasl_mech mech;
+	size_t n, ncb;
+	int rc = -1;
+
+	*name = fast_mech(s->fast);
+	if (*name != NULL && offers(fastf, NS_FAST, "mechanism", NULL,
+	    *name)) {
+		if (fast_initial(s->fast, s->conf->user, NULL, 0, initial) == 0)
+			return 1;
+		fail(s, "FAST: cannot compute the token's proof");
+		return -1;
+	}
+	n = children_text(features, "authentication", NS_SASL2, "mechanism",
+	    NULL, &offered);
+	ncb = channel_bindings(features, &cbtypes);
+	if ((mech = choose_mech(s, offered, n)) != SASL_NONE &&
+	    sasl_begin(s, mech, offered, n, cbtypes, ncb, initial) == 0) {
+		*name = sasl_mech_name(mech);
+		rc = 0;
+	}
+	free(offered);
+	free(cbtypes);
+	return rc;
+}
+
+/*
+ * SASL2 (XEP-0388): one <authenticate/> with the user agent and what
+ * goes inline, so that a login (or a resume) costs one round trip more
+ * than the mechanism's own.
+ */
+static void
+start_auth2(struct session *s, const struct xnode *features)
+{
+	const struct xnode *auth = xnode_child(features, "authentication",
+	    NS_SASL2);
+	const struct xnode *in = xnode_child(auth, "inline", NS_SASL2);
+	const char *name, *id = fast_client_id(s->fast);
+	struct buf initial, b;
+	int use_fast;
+
+	buf_init(&initial);
+	buf_init(&b);
+	if ((use_fast = auth2_begin(s, features, in, &initial, &name)) < 0)
+		goto out;
+	buf_puts(&b, "<authenticate xmlns='" NS_SASL2 "'");
+	xmlw_attr_pair(&b, "mechanism", name);
+	buf_puts(&b, "><initial-response>");
+	if (initial.len == 0)
+		buf_putc(&b, '=');
+	else
+		b64_encode(&b, &initial);
+	buf_puts(&b, "</initial-response><user-agent");
+	xmlw_attr_pair(&b, "id", id);
+	buf_puts(&b, "><software>clawsd</software></user-agent>");
+	if (in != NULL)
+		auth2_inline(s, in, use_fast, &b);
+	else
+		s->asked = 0;
+	buf_puts(&b, "</authenticate>");
+	send_raw(s, b.data, b.len);
+	set_state(s, use_fast ? ST_FAST : ST_AUTHENTICATE2, name);
+out:
+	wipe(&initial);
+	buf_free(&initial);
+	wipe(&b);
+	buf_free(&b);
 }
 
 static void
 sasl_respond(struct session *s, int rc, struct buf *out, const char *err)
 {
 	if (rc == 0)
-		send_sasl(s, "response", NULL, out);
+		send_sasl(s, s->state == ST_AUTHENTICATE2 ? NS_SASL2 : NS_SASL,
+		    "response", NULL, out);
 	buf_free(out);
 	if (rc != 0)
 		fail(s, "SASL: %s", err);
@@ -1270,6 +1499,11 @@ static void
 on_features_tls(struct session *s, const struct stream_elem *e)
 {
 	stream_limits(s, e->tree);
+	if (link_encrypted(s->link) &&
+	    xnode_child(e->tree, "authentication", NS_SASL2) != NULL) {
+		start_auth2(s, e->tree);
+		return;
+	}
 	if (link_encrypted(s->link) || s->conf->tls == CONF_TLS_NONE) {
 		start_auth(s, e->tree);
 		return;
@@ -1405,7 +1639,7 @@ on_ping_timer(uv_timer_t *t)
 	uint64_t now = uv_now(s->loop);
 	uint64_t interval = (uint64_t)s->conf->ping_interval * 1000;
 
-	if (s->state != ST_BINDED)
+	if (!is_up(s))
 		return;
 	if (s->ping_id != NULL) {
 		fail(s, "ping timeout (%u s)", s->conf->ping_timeout);
@@ -1420,16 +1654,24 @@ on_ping_timer(uv_timer_t *t)
 	    (uint64_t)s->conf->ping_timeout * 1000);
 }
 
+/* The state's detail once up: "as JID". */
 static void
-up(struct session *s, int resumed)
+up_detail(const struct session *s, char *detail, size_t size)
 {
-	char detail[300];
+	snprintf(detail, size, "as %s", s->jid);
+}
+
+/* Up: BINDED, or UP2 until the features SASL2 success owes. */
+static void
+up(struct session *s, int resumed, enum state next)
+{
+	char detail[JID_MAX + 8];
 
 	uv_timer_stop(&s->handshake);
 	s->last_rx = uv_now(s->loop);
 	arm_keepalive(s, (uint64_t)s->conf->ping_interval * 1000);
-	snprintf(detail, sizeof(detail), "as %s", s->jid);
-	set_state(s, ST_BINDED, detail);
+	up_detail(s, detail, sizeof(detail));
+	set_state(s, next, detail);
 	log_info("session %s as %s", resumed ? "resumed" : "established",
 	    s->jid);
 	status_connected(s, resumed);
@@ -1440,13 +1682,10 @@ up(struct session *s, int resumed)
 
 #define SM_ENABLE	"<enable xmlns='" NS_SM "' resume='true'/>"
 
+/* A new session is bound: initial presence, and up. */
 static void
-established(struct session *s)
+announce(struct session *s, enum state next)
 {
-	if (s->sm_offered) {
-		send_raw(s, SM_ENABLE, sizeof(SM_ENABLE) - 1);
-		sm_enable(s->sm);
-	}
 	if (s->conf->presence) {
 		s->scratch.len = 0;
 		if (s->conf->priority != 0)
@@ -1457,14 +1696,24 @@ established(struct session *s)
 			buf_puts(&s->scratch, "<presence/>");
 		send_stanza_buf(s, &s->scratch);
 	}
-	up(s, 0);
+	up(s, 0, next);
+}
+
+static void
+established(struct session *s)
+{
+	if (s->sm_offered) {
+		send_raw(s, SM_ENABLE, sizeof(SM_ENABLE) - 1);
+		sm_enable(s->sm);
+	}
+	announce(s, ST_BINDED);
 }
 
 /* <resumed/>: the server has h of ours; the rest goes again, in order. */
 static void
-on_resumed(struct session *s, const struct stream_elem *e)
+resumed(struct session *s, const struct xnode *e, enum state next)
 {
-	const char *h = xnode_attr(e->tree, "h"), *why, *p;
+	const char *h = xnode_attr(e, "h"), *why, *p;
 	uint32_t n;
 	size_t i, len;
 
@@ -1487,18 +1736,24 @@ on_resumed(struct session *s, const struct stream_elem *e)
 		log_info("stream management: resent %zu unacknowledged "
 		    "stanzas", i);
 	request_ack(s);
-	up(s, 1);
+	up(s, 1, next);
 }
 
-/* <failed/> to <resume/>: the reason in the log, and a new session. */
 static void
-on_resume_failed(struct session *s, const struct stream_elem *e)
+on_resumed(struct session *s, const struct stream_elem *e)
 {
-	const char *h = xnode_attr(e->tree, "h"), *why;
+	resumed(s, e->tree, ST_BINDED);
+}
+
+/* <failed/> to <resume/>: the reason in the log, for a new session. */
+static void
+resume_refused(struct session *s, const struct xnode *e)
+{
+	const char *h = xnode_attr(e, "h"), *why;
 	char reason[256];
 	uint32_t n;
 
-	describe_error(e->tree, NS_STANZAS, "", reason, sizeof(reason));
+	describe_error(e, NS_STANZAS, "", reason, sizeof(reason));
 	log_info("stream management: the server cannot resume the session "
 	    "(%s%s%s), binding a new one", reason, h ? ", h=" : "",
 	    h ? h : "");
@@ -1507,24 +1762,38 @@ on_resume_failed(struct session *s, const struct stream_elem *e)
 	    sm_acked(s->sm, n, &why) != 0))
 		log_warn("stream management: ignored the h of <failed/>: %s",
 		    parse_h(h, &n) != 0 ? "not a number" : why);
+}
+
+static void
+on_resume_failed(struct session *s, const struct stream_elem *e)
+{
+	resume_refused(s, e->tree);
 	send_bind(s);
+}
+
+/* <enabled/>: counting, and resumable when it says so.  0, or -1. */
+static int
+enabled(struct session *s, const struct xnode *e)
+{
+	const char *resume = xnode_attr(e, "resume");
+	const char *id = NULL;
+
+	if (resume != NULL && (strcmp(resume, "true") == 0 ||
+	    strcmp(resume, "1") == 0))
+		id = xnode_attr(e, "id");
+	if (sm_enabled(s->sm, id) != 0) {
+		protocol_error(s, "stream management: <enabled/> without "
+		    "<enable/>");
+		return -1;
+	}
+	log_info("stream management enabled%s", id ? " (resumable)" : "");
+	return 0;
 }
 
 static void
 on_enabled(struct session *s, const struct stream_elem *e)
 {
-	const char *resume = xnode_attr(e->tree, "resume");
-	const char *id = NULL;
-
-	if (resume != NULL && (strcmp(resume, "true") == 0 ||
-	    strcmp(resume, "1") == 0))
-		id = xnode_attr(e->tree, "id");
-	if (sm_enabled(s->sm, id) != 0) {
-		protocol_error(s, "stream management: <enabled/> without "
-		    "<enable/>");
-		return;
-	}
-	log_info("stream management enabled%s", id ? " (resumable)" : "");
+	(void)enabled(s, e->tree);
 }
 
 static void
@@ -1688,6 +1957,188 @@ on_session_result(struct session *s, const struct stream_elem *e)
 	established(s);
 }
 
+/*
+ * SASL2 <success/>.  Its parts are checked against what <authenticate/>
+ * asked for: the proof that the server knows the password (or the token),
+ * our JID, and the result of the resume or of Bind2.
+ */
+
+/* The server's proof, in <additional-data/>.  0, or -1 (failed). */
+static int
+auth2_proof(struct session *s, const struct xnode *e)
+{
+	const struct xnode *ad = xnode_child(e, "additional-data", NS_SASL2);
+	const char *err = "malformed additional data";
+	struct buf in;
+	int rc = -1;
+
+	buf_init(&in);
+	if (b64_decode(&in, ad ? xnode_text((struct xnode *)ad) : "=") == 0) {
+		if (s->state == ST_FAST) {
+			err = "FAST: the server did not prove it knows the "
+			    "token";
+			rc = fast_verify(s->fast, NULL, 0, in.data, in.len);
+		} else
+			rc = sasl_finish(&s->sasl, in.data ? in.data : "",
+			    in.len, &err);
+	}
+	wipe(&in);
+	buf_free(&in);
+	if (rc != 0)
+		fail(s, "SASL2: %s", err);
+	return rc;
+}
+
+/* RFC 7622: our bare JID, or our full JID. */
+static int
+our_bare_or_full(const struct session *s, const char *jid)
+{
+	size_t ul = strlen(s->conf->user);
+
+	if (strncasecmp(jid, s->conf->user, ul) == 0 && jid[ul] == '@' &&
+	    strcasecmp(jid + ul + 1, s->conf->domain) == 0)
+		return 1;
+	return our_jid(s, jid);
+}
+
+/* Nothing in <success/> that was not asked for.  0, or -1 (failed). */
+static int
+auth2_asked(struct session *s, const struct xnode *e)
+{
+	unsigned got = 0;
+
+	if (xnode_child(e, "resumed", NS_SM) != NULL ||
+	    xnode_child(e, "failed", NS_SM) != NULL)
+		got |= ASK_RESUME;
+	if (xnode_child(e, "bound", NS_BIND2) != NULL ||
+	    xnode_child(e, "failed", NS_BIND2) != NULL)
+		got |= ASK_BIND;
+	/* A token comes unasked when the one used is rotated. */
+	if (xnode_child(e, "token", NS_FAST) != NULL && s->state != ST_FAST)
+		got |= ASK_TOKEN;
+	if ((got & ~s->asked) != 0 || (xnode_child(e, "resumed", NS_SM) &&
+	    (got & ASK_BIND))) {
+		protocol_error(s, "SASL2: <success/> answers what was not "
+		    "asked for");
+		return -1;
+	}
+	return 0;
+}
+
+/* A FAST token: asked for, or a rotation of the one used. */
+static void
+take_token(struct session *s, const struct xnode *t)
+{
+	const char *mech = s->state == ST_FAST ? fast_mech(s->fast) :
+	    FAST_MECH;
+
+	if (fast_set(s->fast, mech, xnode_attr(t, "token")) != 0) {
+		log_warn("FAST: the server's token is not one clawsd can use: "
+		    "ignored");
+		return;
+	}
+	log_info("FAST: %s token (expires %s)", s->state == ST_FAST ?
+	    "a new" : "got a", xnode_attr(t, "expiry") ? xnode_attr(t,
+	    "expiry") : "never");
+}
+
+/* Bind2 bound a new session, with XEP-0198 when it says so. */
+static void
+bound2(struct session *s, const struct xnode *bound, const char *jid)
+{
+	const struct xnode *en = xnode_child(bound, "enabled", NS_SM);
+
+	if (!our_jid(s, jid)) {
+		protocol_error(s, "Bind2: the server bound a JID that is not "
+		    "%s@%s/resource", s->conf->user, s->conf->domain);
+		return;
+	}
+	free(s->jid);
+	s->jid = xstrdup(jid);
+	/* A new session: what the old one did not confirm goes out again. */
+	sm_forget(s->sm, &s->queue);
+	if (en != NULL && (s->asked & ASK_ENABLE)) {
+		sm_enable(s->sm);
+		if (enabled(s, en) != 0)
+			return;
+	} else if (s->asked & ASK_ENABLE)
+		log_warn("stream management: the server refused to enable it");
+	announce(s, ST_UP2);
+}
+
+static void
+on_success2(struct session *s, const struct stream_elem *el)
+{
+	const struct xnode *e = el->tree;
+	const struct xnode *authz = xnode_child(e, "authorization-identifier",
+	    NS_SASL2);
+	const struct xnode *r = xnode_child(e, "resumed", NS_SM);
+	const struct xnode *bound = xnode_child(e, "bound", NS_BIND2);
+	const struct xnode *t = xnode_child(e, "token", NS_FAST), *x;
+	const char *jid = authz ? xnode_text((struct xnode *)authz) : "";
+	char reason[256];
+
+	if (auth2_proof(s, e) != 0 || auth2_asked(s, e) != 0)
+		return;
+	if (!our_bare_or_full(s, jid)) {
+		protocol_error(s, "SASL2: the authorization identifier is not "
+		    "%s@%s", s->conf->user, s->conf->domain);
+		return;
+	}
+	log_info("authenticated as %s@%s with %s (SASL2)%s", s->conf->user,
+	    s->conf->domain, s->state == ST_FAST ? fast_mech(s->fast) :
+	    sasl_mech_name(s->sasl.mech),
+	    sasl_cache_hit(&s->sasl) ? " (cached key)" : "");
+	if (s->state == ST_AUTHENTICATE2 && sasl_is_scram(s->sasl.mech))
+		s->scram_pinned = 1;
+	sasl_clear(&s->sasl);
+	if (t != NULL)
+		take_token(s, t);
+	/* The limit before authentication is over; the features tell. */
+	s->server_max = 0;
+	if (r != NULL) {
+		resumed(s, r, ST_UP2);
+		return;
+	}
+	if ((x = xnode_child(e, "failed", NS_SM)) != NULL)
+		resume_refused(s, x);
+	if ((x = xnode_child(e, "failed", NS_BIND2)) != NULL) {
+		describe_error(x, NS_STANZAS, "Bind2: ", reason,
+		    sizeof(reason));
+		fail(s, "%s", reason);
+		return;
+	}
+	if (bound != NULL) {
+		bound2(s, bound, jid);
+		return;
+	}
+	/* No Bind2: the features that follow offer RFC 6120 binding. */
+	set_state(s, ST_BIND, NULL);
+}
+
+/* The token was refused: forget it, and log in with the password. */
+static void
+on_fast_failure(struct session *s, const struct stream_elem *e)
+{
+	char reason[256];
+
+	describe_error(e->tree, NS_SASL, "FAST token refused: ", reason,
+	    sizeof(reason));
+	fast_drop(s->fast);
+	end_connection(s, END_AGAIN, reason);
+}
+
+/* Owed by SASL2 success: now the limits of the authenticated stream. */
+static void
+on_features_up2(struct session *s, const struct stream_elem *e)
+{
+	char detail[JID_MAX + 8];
+
+	stream_limits(s, e->tree);
+	up_detail(s, detail, sizeof(detail));
+	set_state(s, ST_BINDED, detail);
+}
+
 /* The server speaks as the domain, or for our account (the bare JID). */
 static int
 from_server(const struct session *s, const char *from)
@@ -1712,7 +2163,7 @@ server_ping(struct session *s, struct xnode *iq)
 	if (type == NULL || strcmp(type, "get") != 0 || id == NULL ||
 	    xnode_child(iq, "ping", NS_PING) == NULL || !from_server(s, from))
 		return 0;
-	if (s->state != ST_BINDED)
+	if (!is_up(s))
 		return 1;	/* our stream is closed: no answer */
 	s->scratch.len = 0;
 	buf_puts(&s->scratch, "<iq type='result'");
@@ -1885,6 +2336,9 @@ classify(const struct stream_elem *e)
 		{ NS_SASL, "challenge", EV_CHALLENGE },
 		{ NS_SASL, "success", EV_SUCCESS },
 		{ NS_SASL, "failure", EV_SASL_FAILURE },
+		{ NS_SASL2, "challenge", EV_CHALLENGE2 },
+		{ NS_SASL2, "success", EV_SUCCESS2 },
+		{ NS_SASL2, "failure", EV_FAILURE2 },
 		{ NS_SM, "enabled", EV_ENABLED },
 		{ NS_SM, "resumed", EV_RESUMED },
 		{ NS_SM, "failed", EV_SM_FAILED },
@@ -1892,7 +2346,7 @@ classify(const struct stream_elem *e)
 		{ NS_SM, "a", EV_SM_A },
 	};
 	static const char *const stream_level[] = {
-		NS_STREAMS, NS_TLS, NS_SASL, NS_SM,
+		NS_STREAMS, NS_TLS, NS_SASL, NS_SASL2, NS_SM,
 	};
 	size_t i;
 
@@ -1982,6 +2436,7 @@ session_new(uv_loop_t *loop, const struct session_cb *cb, void *arg)
 	squeue_init(&s->queue);
 	s->sm = sm_new();
 	sm_on_release(s->sm, on_released, s);
+	s->fast = fast_new();
 	s->seed = (unsigned)uv_hrtime() ^ (unsigned)getpid();
 	s->state = ST_DISCONNECTED;
 	s->since = uv_now(loop);
@@ -1999,6 +2454,7 @@ session_configure(struct session *s, const struct conf *conf)
 	/* TLS first: if it cannot be loaded, nothing changes. */
 	if (link_configure(s->link, &tls) != 0)
 		return -1;
+	(void)fast_open(s->fast, conf->state_directory);
 	s->conf = conf;
 	s->delay_ms = (uint64_t)conf->reconnect_delay * 1000;
 	stream_set_max(s->stream, conf->max_stanza_size);
@@ -2057,7 +2513,7 @@ session_restart(struct session *s)
 	s->redirects = 0;
 	free(s->redirect);
 	s->redirect = NULL;
-	if (s->state == ST_BINDED) {
+	if (is_up(s)) {
 		/* Close the old session properly: the server frees it at once
 		 * instead of keeping it for a resumption that never comes.
 		 * Its acks still count until it has closed too. */
@@ -2077,6 +2533,7 @@ session_stop(struct session *s)
 {
 	uv_timer_stop(&s->retry);
 	switch (s->state) {
+	case ST_UP2:
 	case ST_BINDED:
 		queue_send(s, 1);
 		close_stream(s, ST_STOPPING);
@@ -2121,6 +2578,7 @@ session_free(struct session *s)
 	stream_free(s->stream);
 	sasl_clear(&s->sasl);
 	sasl_cache_clear(&s->sasl_cache);
+	fast_free(s->fast);
 	free(s->jid);
 	buf_free(&s->scratch);
 	s->open_timers = 4;

@@ -9,6 +9,7 @@ Run with /usr/bin/python3 (Debian's python3-slixmpp lives there).
 """
 
 import asyncio
+import glob
 import os
 import queue
 import re
@@ -48,6 +49,18 @@ CLIENT_NS = "jabber:client"
 TEST_ACCOUNTS = {u: uuid.uuid4().hex[:16] for u in ("bot", "peer", "alice", "bob")}
 
 PROSODY_BIN = shutil.which("prosody") or "/usr/bin/prosody"
+PROSODY_LIB = Path("/usr/lib/prosody")
+
+
+def prosody_sasl2():
+    """Prosody 13 with Debian's prosody-modules: the SASL2 (XEP-0388),
+    Bind2 (XEP-0386), FAST (XEP-0484) and inline stream management
+    modules.  Debian 12's Prosody 0.12 stays on the RFC 6120 login."""
+    try:
+        major = int(read_text(PROSODY_LIB / "prosody.version").split(".")[0])
+    except (OSError, ValueError):
+        return False
+    return major >= 13 and (PROSODY_LIB / "modules" / "mod_sasl2_fast").is_dir()
 PROSODYCTL_BIN = shutil.which("prosodyctl") or "/usr/bin/prosodyctl"
 OPENSSL_BIN = shutil.which("openssl") or "/usr/bin/openssl"
 
@@ -340,7 +353,8 @@ class XmppServer:
     register(user, pw), account_exists(user), jid(user), log(),
     log_mark(), log_since(mark), c2s_connections_since(mark),
     sasl_failures_since(mark), sasl_successes_since(mark),
-    stream_closed_since(mark, jid), cleanup()."""
+    stream_closed_since(mark, jid), cleanup(), sasl2 (the server offers
+    SASL2, Bind2 and FAST)."""
 
     @property
     def running(self):
@@ -413,6 +427,8 @@ class Prosody(XmppServer):
         # vanished session had not acknowledged once it is archived, and
         # the daemon's catch-up (SPEC 9) is what the fault tests then see
         self.archive = archive
+        # SASL2, Bind2, FAST, inline resumption: Prosody 13 only
+        self.sasl2 = prosody_sasl2()
         self.pki = pki
         self.domain = domain
         self._own_dir = directory is None
@@ -464,6 +480,7 @@ class Prosody(XmppServer):
             "modules_enabled = {",
             '  "roster", "saslauth", "tls", "disco", "ping", "smacks",',
             '  "version", "time", "admin_shell",' + (' "mam",' if self.archive else ''),
+            ('  "sasl2", "sasl2_bind2", "sasl2_fast", "sasl2_sm",' if self.sasl2 else ''),
             "}",
             'modules_disabled = { "s2s", "s2s_auth_certs" }',
             "ssl = { certificate = %s; key = %s; }" % (_lua_str(self.cert), _lua_str(self.key)),
@@ -613,6 +630,12 @@ class Prosody(XmppServer):
 EJABBERDCTL_BIN = shutil.which("ejabberdctl") or "/usr/sbin/ejabberdctl"
 
 
+def ejabberd_fast():
+    """ejabberd 24.12 (Debian 13) has SASL2 and Bind2 built in, and FAST
+    in mod_auth_fast; Debian 12's 23.01 has none of them."""
+    return bool(glob.glob("/usr/lib/*/ejabberd-*/ebin/mod_auth_fast.beam"))
+
+
 def _yaml_str(s):
     return '"%s"' % str(s).replace("\\", "\\\\").replace('"', '\\"')
 
@@ -643,6 +666,8 @@ class Ejabberd(XmppServer):
         # changes what a resumed stream redelivers, which the fault tests
         # measure against the plain server
         self.archive = archive
+        # SASL2 and Bind2 (built in), FAST (mod_auth_fast): 24.12 only
+        self.sasl2 = ejabberd_fast()
         self.pki = pki
         self.domain = domain
         self._own_dir = directory is None
@@ -762,6 +787,7 @@ class Ejabberd(XmppServer):
             "  mod_version:",
             "    show_os: false",
             "  mod_time: {}",
+        ] + (["  mod_auth_fast: {}"] if self.sasl2 else []) + [
             # group chats (SPEC 8)
             "  mod_muc:",
             "    host: %s" % _yaml_str(self.muc_domain),
