@@ -1321,6 +1321,7 @@ start_auth2(struct session *s, const struct xnode *features)
 	    NS_SASL2);
 	const struct xnode *in = xnode_child(auth, "inline", NS_SASL2);
 	const char *name, *id = fast_client_id(s->fast);
+	char detail[64];
 	struct buf initial, b;
 	int use_fast;
 
@@ -1344,7 +1345,8 @@ start_auth2(struct session *s, const struct xnode *features)
 		s->asked = 0;
 	buf_puts(&b, "</authenticate>");
 	send_raw(s, b.data, b.len);
-	set_state(s, use_fast ? ST_FAST : ST_AUTHENTICATE2, name);
+	snprintf(detail, sizeof(detail), "SASL2 %s", name);
+	set_state(s, use_fast ? ST_FAST : ST_AUTHENTICATE2, detail);
 out:
 	wipe(&initial);
 	buf_free(&initial);

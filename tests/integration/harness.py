@@ -593,14 +593,15 @@ class Prosody(XmppServer):
         since mark (needs log level debug)."""
         return _unique(re.findall(
             r"(?m)^.*?\s(c2s[0-9a-f]+)\s+debug\s+Sending\[c2s_unauthed\]: "
-            r"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'", self.log_since(mark)))
+            r"<failure xmlns='urn:(?:ietf:params:xml:ns:xmpp-sasl|xmpp:sasl:2)'",
+            self.log_since(mark)))
 
     def sasl_successes_since(self, mark):
         """[(bare JID, SASL mechanism)] of the authentications Prosody
         accepted since mark, in order (needs log level debug)."""
         mech, out = {}, []
         for m in re.finditer(r"(?m)^.*?\s(c2s[0-9a-f]+)\s+(?:debug\s+Received\[c2s_unauthed\]: "
-                             r"<auth [^>]*mechanism='([^']+)'|info\s+Authenticated as (\S+))",
+                             r"<auth(?:enticate)? [^>]*mechanism='([^']+)'|info\s+Authenticated as (\S+))",
                              self.log_since(mark)):
             sid, mechanism, jid = m.groups()
             if mechanism:
