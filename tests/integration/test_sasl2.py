@@ -1,0 +1,170 @@
+"""SASL2 (XEP-0388), Bind2 (XEP-0386), FAST (XEP-0484) and the inline
+XEP-0198 resume (issue 14), against the real servers: Prosody 13 with
+Debian's prosody-modules and ejabberd 24.12 with mod_auth_fast offer them
+(Debian 13, `make check-debian13`); Debian 12's Prosody 0.12 and ejabberd
+23.01 do not, and there the daemon logs in as RFC 6120 says.
+"""
+
+import os
+import re
+import stat
+
+import pytest
+
+from harness import TEST_ACCOUNTS as ACCOUNTS
+from harness import is_status
+from faultproxy import FaultProxy
+
+SASL2_LOGIN = r"authenticated as bot@localhost with (\S+) \(SASL2\)"
+
+
+@pytest.fixture
+def make_proxy():
+    made = []
+
+    def make(port):
+        p = FaultProxy(port).start()
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.stop()
+
+
+def state_dir(d):
+    return d.dir / "state"
+
+
+def with_state(make_clawsd, **kw):
+    """A clawsd with a state directory of its own (in its folder)."""
+    d = make_clawsd(**kw)
+    d.xmpp_opts["state_directory"] = str(d.dir / "state")
+    d.write_config()
+    return d
+
+
+def token_file(d):
+    return state_dir(d) / "sasl2"
+
+
+def connected(d, timeout=20):
+    c, el = d.wait_connected(timeout=timeout)
+    return c, el
+
+
+def sasl2_only(server):
+    if not server.sasl2:
+        pytest.skip("%s here offers no SASL2 (Debian 12)" % server.name)
+
+
+def test_rfc6120_login_where_no_sasl2(make_clawsd, server):
+    """Debian 12's servers: the RFC 6120 login, SASL then bind."""
+    if server.sasl2:
+        pytest.skip("%s here offers SASL2" % server.name)
+    d = with_state(make_clawsd).start()
+    c, el = connected(d)
+    c.close()
+    d.wait_log(r"authenticated as bot@localhost with SCRAM-SHA-\S+$",
+               flags=re.M)
+    assert "(SASL2)" not in d.log()
+    assert el.get("jid").endswith("/" + d.xmpp_opts["resource"])
+
+
+def test_first_login_sasl2_bind2_token(make_clawsd, server):
+    """One <authenticate/> with SCRAM, Bind2 with the resource as tag,
+    stream management enabled inline, a FAST token kept 0600 and never
+    logged."""
+    sasl2_only(server)
+    d = with_state(make_clawsd).start()
+    c, el = connected(d)
+    c.close()
+    m = d.wait_log(SASL2_LOGIN)
+    assert re.search(r"with SCRAM-SHA-\S+ \(SASL2\)", d.log())
+    jid = el.get("jid")
+    # Bind2: the server makes the resource, from the tag
+    assert jid.startswith("bot@localhost/" + d.xmpp_opts["resource"]), jid
+    d.wait_log(r"stream management enabled \(resumable\)")
+    d.wait_log(r"FAST: got a token")
+    f = token_file(d)
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+    lines = f.read_text().splitlines()
+    token = [l.split()[2] for l in lines if l.startswith("token ")]
+    assert len(token) == 1 and lines[0].startswith("id ")
+    assert token[0] not in d.log()
+    assert ACCOUNTS["bot"] not in d.log()
+    assert m
+
+
+def test_restart_logs_in_with_fast(make_clawsd, server):
+    """The token of the first login logs the restarted daemon in, with the
+    same client id (the same resource on Prosody)."""
+    sasl2_only(server)
+    d = with_state(make_clawsd).start()
+    c, first = connected(d)
+    c.close()
+    d.wait_log(r"FAST: got a token")
+    ident = token_file(d).read_text().splitlines()[0]
+    d.stop()
+    mark = server.log_mark()
+    d.start()
+    c, again = connected(d)
+    c.close()
+    d.wait_log(r"with HT-SHA-256-NONE \(SASL2\)")
+    assert token_file(d).read_text().splitlines()[0] == ident
+    assert again.get("resumed") == "false"
+    # the server saw a login with the token, not the password
+    assert [m for _, m in server.sasl_successes_since(mark)] == ["HT-SHA-256-NONE"]
+    if server.name == "prosody":
+        assert again.get("jid") == first.get("jid")
+
+
+def test_refused_token_falls_back_to_the_password(make_clawsd, server):
+    """A token the server does not know (revoked, or the server lost it)
+    is dropped; the password logs in at once and a new token comes."""
+    sasl2_only(server)
+    d = with_state(make_clawsd).start()
+    c, _ = connected(d)
+    c.close()
+    d.wait_log(r"FAST: got a token")
+    d.stop()
+    lines = token_file(d).read_text().splitlines()
+    forged = [l if not l.startswith("token ") else
+              " ".join(l.split()[:2] + ["secret-token:fast-forged"]) for l in lines]
+    token_file(d).write_text("\n".join(forged) + "\n")
+    d.start()
+    c, el = connected(d)
+    c.close()
+    d.wait_log(r"FAST token refused")
+    d.wait_log(r"with SCRAM-SHA-\S+ \(SASL2\)")
+    d.wait_log(r"FAST: got a token")
+    assert "forged" not in token_file(d).read_text()
+    # at once: no backoff wait between the refusal and the password
+    assert not re.search(r"retrying in [1-9]", d.log())
+
+
+def test_cut_resumes_inline_nothing_lost(make_clawsd, make_proxy, server, peer):
+    """A cut connection: the next <authenticate/> (with the token) carries
+    the XEP-0198 resume; what the peer sent meanwhile arrives once."""
+    sasl2_only(server)
+    proxy = make_proxy(server.c2s_port)
+    d = with_state(make_clawsd, port=proxy.port).start()
+    c, first = connected(d)
+    d.wait_log(r"FAST: got a token")
+    d.wait_log(r"stream management enabled \(resumable\)")
+    proxy.cut()
+    c.wait_for(lambda e: is_status(e, "disconnected"), timeout=20)
+    bodies = ["while cut %d" % i for i in range(5)]
+    for b in bodies:
+        peer.send_message(first.get("jid"), b)
+    el = c.wait_for(lambda e: is_status(e, "connected"), timeout=30)
+    assert el.get("resumed") == "true"
+    assert el.get("jid") == first.get("jid")
+    d.wait_log(r"with HT-SHA-256-NONE \(SASL2\)")
+    got = []
+    while len(got) < len(bodies):
+        m = c.wait_for(lambda e: e.tag == "{jabber:client}message"
+                       and (e.findtext("{jabber:client}body") or "").startswith("while cut"),
+                       timeout=20)
+        got.append(m.findtext("{jabber:client}body"))
+    assert got == bodies
+    c.close()

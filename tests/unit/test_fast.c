@@ -1,0 +1,204 @@
+/*
+ * fast.c: the SASL2 client id and the FAST token in the state directory
+ * (0600, read back, bad lines ignored) and the HT-SHA-256 proofs, checked
+ * against HMAC-SHA-256 values computed independently (Python's hmac).
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "fast.h"
+
+#define TOKEN	"secret-token:fast-abc"
+/* hmac.new(TOKEN, b"Initiator", sha256), and b"Responder" */
+static const char initiator[] =
+    "31a40f95e222589afb8c28c212119413c99f1530ed11458f2ccd141988ee709e";
+static const char responder[] =
+    "90fd060e34951aa445e2728bb488b74255c5b8355fea618546f7588e5427a204";
+
+struct fx {
+	char	 top[64];
+	char	 dir[128];
+	char	 file[160];
+};
+
+static int
+setup(void **st)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	assert_non_null(fx);
+	strcpy(fx->top, "/tmp/test_fast.XXXXXX");
+	assert_non_null(mkdtemp(fx->top));
+	snprintf(fx->dir, sizeof(fx->dir), "%s/state", fx->top);
+	snprintf(fx->file, sizeof(fx->file), "%s/" FAST_FILE, fx->dir);
+	*st = fx;
+	return 0;
+}
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int
+teardown(void **st)
+{
+	struct fx *fx = *st;
+
+	nftw(fx->top, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	free(fx);
+	return 0;
+}
+
+static void
+unhex(const char *hex, unsigned char *out)
+{
+	unsigned v;
+	size_t i;
+
+	for (i = 0; hex[2 * i] != '\0'; i++) {
+		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+		out[i] = (unsigned char)v;
+	}
+}
+
+static void
+spit(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static void
+test_new_id_saved_0600(void **st)
+{
+	struct fx *fx = *st;
+	struct fast *f = fast_new(), *g = fast_new();
+	struct stat sb;
+	char id[80];
+
+	assert_int_equal(fast_open(f, fx->dir), 0);
+	/* A version 4 UUID. */
+	assert_int_equal(strlen(fast_client_id(f)), 36);
+	assert_int_equal(fast_client_id(f)[14], '4');
+	assert_null(fast_mech(f));
+	assert_int_equal(stat(fx->file, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	snprintf(id, sizeof(id), "%s", fast_client_id(f));
+	/* A restart reads the same id. */
+	assert_int_equal(fast_open(g, fx->dir), 0);
+	assert_string_equal(fast_client_id(g), id);
+	fast_free(f);
+	fast_free(g);
+}
+
+static void
+test_token_kept_and_dropped(void **st)
+{
+	struct fx *fx = *st;
+	struct fast *f = fast_new(), *g = fast_new();
+
+	assert_int_equal(fast_open(f, fx->dir), 0);
+	assert_int_equal(fast_set(f, "HT-SHA-256-NONE", TOKEN), 0);
+	/* A rotation passes the mechanism fast_mech() returned. */
+	assert_int_equal(fast_set(f, fast_mech(f), TOKEN), 0);
+	assert_int_equal(fast_open(g, fx->dir), 0);
+	assert_string_equal(fast_mech(g), "HT-SHA-256-NONE");
+	assert_string_equal(fast_client_id(g), fast_client_id(f));
+	fast_drop(g);
+	fast_free(g);
+	g = fast_new();
+	assert_int_equal(fast_open(g, fx->dir), 0);
+	assert_null(fast_mech(g));
+	fast_free(f);
+	fast_free(g);
+}
+
+static void
+test_unusable_tokens_refused(void **st)
+{
+	struct fast *f = fast_new();
+
+	assert_int_equal(fast_open(f, NULL), 0);
+	assert_int_equal(fast_set(f, "HT-SHA-256-NONE", "with space"), -1);
+	assert_int_equal(fast_set(f, "HT-SHA-256-NONE", ""), -1);
+	assert_int_equal(fast_set(f, "HT-MD5-NONE", TOKEN), -1);
+	assert_int_equal(fast_set(f, NULL, TOKEN), -1);
+	assert_null(fast_mech(f));
+	fast_free(f);
+}
+
+static void
+test_bad_lines_ignored(void **st)
+{
+	struct fx *fx = *st;
+	struct fast *f = fast_new();
+
+	assert_int_equal(mkdir(fx->dir, 0700), 0);
+	spit(fx->file, "id abc\ngarbage\ntoken HT-SHA-256-NONE\n"
+	    "token HT-SHA-256-NONE " TOKEN " extra\n");
+	assert_int_equal(fast_open(f, fx->dir), 0);
+	assert_string_equal(fast_client_id(f), "abc");
+	assert_null(fast_mech(f));
+	fast_free(f);
+}
+
+static void
+test_ht_proofs(void **st)
+{
+	struct fast *f = fast_new();
+	unsigned char want[32], resp[32];
+	struct buf b;
+
+	assert_int_equal(fast_open(f, NULL), 0);
+	buf_init(&b);
+	assert_int_equal(fast_initial(f, "bot", NULL, 0, &b), -1);
+	assert_int_equal(fast_set(f, "HT-SHA-256-NONE", TOKEN), 0);
+	assert_int_equal(fast_initial(f, "bot", NULL, 0, &b), 0);
+	unhex(initiator, want);
+	assert_int_equal(b.len, 4 + 32);
+	assert_memory_equal(b.data, "bot\0", 4);
+	assert_memory_equal(b.data + 4, want, 32);
+	unhex(responder, resp);
+	assert_int_equal(fast_verify(f, NULL, 0, (char *)resp, 32), 0);
+	/* The initiator's value, a short one, a changed byte: no proof. */
+	assert_int_equal(fast_verify(f, NULL, 0, (char *)want, 32), -1);
+	assert_int_equal(fast_verify(f, NULL, 0, (char *)resp, 31), -1);
+	resp[31] ^= 1;
+	assert_int_equal(fast_verify(f, NULL, 0, (char *)resp, 32), -1);
+	buf_free(&b);
+	fast_free(f);
+}
+
+#define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_new_id_saved_0600),
+		T(test_token_kept_and_dropped),
+		T(test_unusable_tokens_refused),
+		T(test_bad_lines_ignored),
+		T(test_ht_proofs),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
