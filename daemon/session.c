@@ -681,6 +681,12 @@ end_connection(struct session *s, enum ending how, const char *reason)
 		return;
 	}
 	clear_connection(s);
+	/* Without the token: no backoff, it cannot happen twice. */
+	if (how == END_AGAIN) {
+		log_info("logging in again with the password");
+		connect_now(s);
+		return;
+	}
 	if (how != END_REDIRECT)
 		s->redirects = 0;
 	/* A target that cannot be reached: the next one, at once. */
@@ -696,9 +702,7 @@ end_connection(struct session *s, enum ending how, const char *reason)
 	if (how == END_REDIRECT) {
 		(void)next_delay(s, 0);		/* an attempt all the same */
 		wait = 0;
-	} else if (how == END_AGAIN)
-		wait = 0;	/* without the token: it cannot happen twice */
-	else
+	} else
 		wait = next_delay(s, how == END_AUTH);
 	if (how == END_CONFLICT)
 		log_warn("conflict: another client uses %s with the same "

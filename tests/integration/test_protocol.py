@@ -584,7 +584,7 @@ def test_rfc3921_session(fake, daemons, pki, answer):
     c.close()
 
 
-def test_two_daemons_on_one_resource_back_off(make_clawsd):
+def test_two_daemons_on_one_resource_back_off(make_clawsd, server):
     """The real server kicks the older session with `conflict` each time
     the other daemon binds: each daemon's waits grow (they reset at every
     session and the two kicked each other every 1-3 s forever)."""
@@ -592,8 +592,20 @@ def test_two_daemons_on_one_resource_back_off(make_clawsd):
     kw = dict(reconnect_delay=1, reconnect_max_delay=16,
               xmpp={"resource": resource})
     a = make_clawsd(**kw).start()
-    a.wait_connected(timeout=20)[0].close()
+    ja = a.wait_connected(timeout=20)
+    ja[0].close()
     b = make_clawsd(**kw).start()
+    if server.sasl2:
+        # Bind2: the server makes each daemon's resource from the tag and
+        # the daemon's client id: two daemons are two sessions, no conflict
+        jb = b.wait_connected(timeout=20)
+        jb[0].close()
+        assert ja[1].get("jid") != jb[1].get("jid")
+        for el in (ja[1], jb[1]):
+            assert el.get("jid").startswith("bot@localhost/" + resource)
+        time.sleep(3)
+        assert "conflict" not in a.log() + b.log()
+        return
 
     def enough():
         return max(len(retry_waits(a, "conflict")), len(retry_waits(b, "conflict"))) >= 3
