@@ -110,8 +110,10 @@ def test_ready_status_reload_stopping(make_clawsd, notify):
         assert is_status(first)
     assert notify.texts()[0] == "READY=1"
 
+    # the resource, or with Bind2 (SASL2) one the server made from it
     jid = "bot@localhost/%s" % d.xmpp_opts["resource"]
-    wait_notify(notify, d, lambda t: t == "STATUS=Binded as " + jid, 20,
+    wait_notify(notify, d, lambda t: re.fullmatch(r"STATUS=Binded as %s(?:[~.]\S+)?"
+                                                  % re.escape(jid), t), 20,
                 what="STATUS=Binded as " + jid)
     texts = notify.texts()
     assert "STATUS=Connecting" in texts
