@@ -57,6 +57,8 @@ SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
 BIND_NS = "urn:ietf:params:xml:ns:xmpp-bind"
 TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
 SM_NS = "urn:xmpp:sm:3"
+SASL2_NS = "urn:xmpp:sasl:2"
+BIND2_NS = "urn:xmpp:bind:0"
 STANZAS = ("message", "presence", "iq")
 
 
@@ -191,9 +193,13 @@ class FakeXmppServer:
     def __init__(self, user, password, domain="localhost", header_attrs="",
                  before_header=b"", iterations=4096, tls=None, sm=False,
                  hooks=None, encoding="utf-8", server_first=None,
-                 server_final=None):
+                 server_final=None, sasl2=False):
         """tls: None (plain TCP) or a harness.PKI (STARTTLS with its
-        server certificate, required before SASL)."""
+        server certificate, required before SASL).  sasl2: offer SASL2
+        with Bind2 (once encrypted) instead of SASL; the hook
+        "sasl2_success" may replace its <success/> (conn.v64: the server
+        signature, conn.jid: the JID Bind2 would bind)."""
+        self.sasl2 = sasl2
         self.user = user
         self.password = password
         self.domain = domain
@@ -335,6 +341,12 @@ class FakeXmppServer:
             if self.tls_ctx is not None and not conn.secure:
                 return ("<stream:features><starttls xmlns='%s'><required/></starttls>"
                         "</stream:features>" % TLS_NS)
+            if self.sasl2 and conn.secure:
+                return ("<stream:features><authentication xmlns='%s'>"
+                        "<mechanism>SCRAM-SHA-1</mechanism><inline>"
+                        "<bind xmlns='%s'><inline><feature var='%s'/></inline></bind>"
+                        "<sm xmlns='%s'/></inline></authentication></stream:features>"
+                        % (SASL2_NS, BIND2_NS, SM_NS, SM_NS))
             return ("<stream:features><mechanisms xmlns='%s'>"
                     "<mechanism>SCRAM-SHA-1</mechanism>"
                     "</mechanisms></stream:features>" % SASL_NS)
@@ -421,6 +433,13 @@ class FakeXmppServer:
             return "header"
         if state == "auth" and e.name == "auth":
             return self._scram_first(conn.sock, e, scram)
+        if state == "auth" and e.name == "authenticate" and e.ns == SASL2_NS:
+            initial = e.child("initial-response")
+            e.text = initial.text if initial is not None else ""
+            scram["sasl2"] = e
+            return self._scram_first(conn.sock, e, scram)
+        if state == "challenged" and e.name == "response" and e.ns == SASL2_NS:
+            return self._sasl2_final(conn, e, scram)
         if state == "challenged" and e.name == "response":
             state = self._scram_final(conn.sock, e, scram)
             if state == "restart":
@@ -482,10 +501,57 @@ class FakeXmppServer:
                 conn.send(extra)
         return "bound"
 
+    def _sasl2_final(self, conn, e, scram):
+        """SASL2 <success/>: Bind2 with stream management as asked, then
+        the features a stream that is not restarted gets."""
+        ok, v64 = self._scram_check(e, scram)
+        if not ok:
+            conn.send(("<failure xmlns='%s'><not-authorized xmlns='%s'/></failure>"
+                       % (SASL2_NS, SASL_NS)).encode())
+            return "auth"
+        auth = scram["sasl2"]
+        bind = auth.child("bind")
+        tag = bind.child("tag").text if bind is not None else "fake"
+        jid = "%s@%s/%s.fake" % (self.user, self.domain, tag)
+        enabled = ""
+        if bind is not None and bind.child("enable") is not None and self.sm:
+            conn.counting, conn.h_in = True, 0
+            enabled = "<enabled xmlns='%s' id='%s' resume='true'/>" % (SM_NS, os.urandom(6).hex())
+        conn.v64, conn.jid = v64, jid
+        out = self._hook("sasl2_success", conn, e)
+        if out is None:
+            out = ("<success xmlns='%s'><additional-data>%s</additional-data>"
+                   "<authorization-identifier>%s</authorization-identifier>"
+                   "<bound xmlns='%s'>%s</bound></success>"
+                   % (SASL2_NS, base64.b64encode(("v=" + v64).encode()).decode(),
+                      jid, BIND2_NS, enabled)).encode()
+        conn.send(out + b"<stream:features/>")
+        self._bound(conn, jid)
+        return "bound"
+
+    def _scram_check(self, e, scram):
+        """The client-final-message: (proof right, the server signature)."""
+        self.responses += 1
+        final = base64.b64decode(e.text).decode()
+        without_proof, _, proof = final.rpartition(",p=")
+        auth = ",".join([scram["bare"], scram["first"], without_proof])
+        salted = hashlib.pbkdf2_hmac("sha1", self.password.encode(), self.salt,
+                                     self.iterations)
+        client_key = hmac.new(salted, b"Client Key", hashlib.sha1).digest()
+        stored = hashlib.sha1(client_key).digest()
+        sig = hmac.new(stored, auth.encode(), hashlib.sha1).digest()
+        ok = (scram["user"] == self.user
+              and ("r=" + scram["nonce"]) in without_proof.split(",")
+              and hmac.compare_digest(_xor(client_key, sig), base64.b64decode(proof)))
+        server_key = hmac.new(salted, b"Server Key", hashlib.sha1).digest()
+        return ok, base64.b64encode(hmac.new(server_key, auth.encode(),
+                                             hashlib.sha1).digest()).decode()
+
     def _scram_first(self, sock, e, scram):
+        ns = SASL2_NS if e.ns == SASL2_NS else SASL_NS
         if e.attrs.get("mechanism") != "SCRAM-SHA-1":
             sock.sendall(("<failure xmlns='%s'><invalid-mechanism/></failure>"
-                          % SASL_NS).encode())
+                          % ns).encode())
             return "auth"
         msg = base64.b64decode(e.text).decode()
         gs2, _, bare = msg.partition("n=")
@@ -499,29 +565,15 @@ class FakeXmppServer:
             first = "r=%s,s=%s,i=%d" % (nonce, salt64, self.iterations)
         scram.update(bare=bare, first=first, nonce=nonce, user=attrs["n"])
         sock.sendall(("<challenge xmlns='%s'>%s</challenge>"
-                      % (SASL_NS, base64.b64encode(first.encode()).decode())).encode())
+                      % (ns, base64.b64encode(first.encode()).decode())).encode())
         return "challenged"
 
     def _scram_final(self, sock, e, scram):
-        self.responses += 1
-        final = base64.b64decode(e.text).decode()
-        without_proof, _, proof = final.rpartition(",p=")
-        auth = ",".join([scram["bare"], scram["first"], without_proof])
-        salted = hashlib.pbkdf2_hmac("sha1", self.password.encode(), self.salt,
-                                     self.iterations)
-        client_key = hmac.new(salted, b"Client Key", hashlib.sha1).digest()
-        stored = hashlib.sha1(client_key).digest()
-        sig = hmac.new(stored, auth.encode(), hashlib.sha1).digest()
-        ok = (scram["user"] == self.user
-              and ("r=" + scram["nonce"]) in without_proof.split(",")
-              and hmac.compare_digest(_xor(client_key, sig), base64.b64decode(proof)))
+        ok, v64 = self._scram_check(e, scram)
         if not ok:
             sock.sendall(("<failure xmlns='%s'><not-authorized/></failure>"
                           % SASL_NS).encode())
             return "auth"
-        server_key = hmac.new(salted, b"Server Key", hashlib.sha1).digest()
-        v64 = base64.b64encode(hmac.new(server_key, auth.encode(),
-                                        hashlib.sha1).digest()).decode()
         data = "v=" + v64
         if self.server_final is not None:
             data = self.server_final(v64)

@@ -8,6 +8,7 @@ only figures asserted are generous bounds on "it did reconnect" and "it did
 not reconnect too often"; waits are read from the daemon's log.
 """
 
+import base64
 import re
 import signal
 import socket
@@ -617,3 +618,57 @@ def test_two_daemons_on_one_resource_back_off(make_clawsd, server):
         if waits:
             assert re.search(r"conflict: another client uses bot@localhost/%s with the "
                              r"same resource" % resource, d.log())
+
+
+# --------------------------------------------------------------------------
+# SASL2 (XEP-0388) and Bind2 (XEP-0386): the <success/> is checked against
+# what <authenticate/> asked for
+
+SASL2 = "urn:xmpp:sasl:2"
+
+
+def sasl2_success(v64, authz, inner=""):
+    return ("<success xmlns='%s'><additional-data>%s</additional-data>"
+            "<authorization-identifier>%s</authorization-identifier>%s</success>"
+            % (SASL2, base64.b64encode(("v=" + v64).encode()).decode(), authz, inner))
+
+
+def test_sasl2_login_bind2_sm(fake, daemons, pki):
+    srv = fake(tls="starttls", sm=True, sasl2=True)
+    d = clawsd_for(daemons, pki, srv, tls="starttls", sm=True)
+    _, el = d.wait_connected(timeout=15)
+    assert re.fullmatch(r"bot@localhost/\S+\.fake", el.get("jid"))
+    d.wait_log(r"authenticated as bot@localhost with SCRAM-SHA-1 \(SASL2\)")
+    d.wait_log(r"stream management enabled \(resumable\)")
+    auth = [a for _, _, ns, name, a in srv.elements if name == "authenticate"]
+    assert auth and auth[0]["mechanism"] == "SCRAM-SHA-1"
+
+
+@pytest.mark.parametrize("case", ["unasked-resumed", "foreign-authz", "bad-proof",
+                                  "foreign-bound", "no-authz"])
+def test_sasl2_hostile_success(fake, daemons, pki, case):
+    def success(conn, e):
+        foreign = "eve@localhost/x"
+        if case == "unasked-resumed":
+            return sasl2_success(conn.v64, conn.jid,
+                                 "<resumed xmlns='urn:xmpp:sm:3' h='0' previd='x'/>")
+        if case == "foreign-authz":
+            return sasl2_success(conn.v64, foreign, "<bound xmlns='urn:xmpp:bind:0'/>")
+        if case == "bad-proof":
+            return sasl2_success(base64.b64encode(b"\0" * 20).decode(), conn.jid,
+                                 "<bound xmlns='urn:xmpp:bind:0'/>")
+        if case == "foreign-bound":
+            # a bare JID is no binding
+            return sasl2_success(conn.v64, "bot@localhost",
+                                 "<bound xmlns='urn:xmpp:bind:0'/>")
+        return sasl2_success(conn.v64, "", "<bound xmlns='urn:xmpp:bind:0'/>")
+    srv = fake(tls="starttls", sasl2=True, hooks={"sasl2_success": success})
+    d = clawsd_for(daemons, pki, srv, tls="starttls")
+    reason = {"unasked-resumed": r"protocol error: SASL2: <success/> answers what was not asked",
+              "foreign-authz": r"protocol error: SASL2: the authorization identifier is not",
+              "bad-proof": r"SASL2: server signature mismatch",
+              "foreign-bound": r"protocol error: Bind2: the server bound a JID that is not",
+              "no-authz": r"protocol error: SASL2: the authorization identifier is not"}[case]
+    wait_retrying(d, reason, timeout=15)
+    assert "connected xmlns" not in d.log()
+    assert not srv.sessions or all(not s.received for s in srv.sessions)
