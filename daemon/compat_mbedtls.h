@@ -67,20 +67,15 @@ compat_ssl_conf_tls12_only(mbedtls_ssl_config *c)
 }
 
 /*
- * Session resumption: TLS 1.2 session ids and tickets, and on 3.x the
- * TLS 1.3 tickets, which 3.6.1 on only reports from mbedtls_ssl_read() if
- * asked to (3.6.0 always does).
+ * Session resumption: TLS 1.2 session ids and tickets.  TLS 1.3 tickets
+ * stay off (3.6.1 on ignores them unless asked): taking them stalled the
+ * link after the handshake with Prosody 13 and ejabberd 24.12.
  */
 static inline void
 compat_ssl_conf_resumption(mbedtls_ssl_config *c)
 {
 #if defined(MBEDTLS_SSL_SESSION_TICKETS)
 	mbedtls_ssl_conf_session_tickets(c, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
-#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && \
-    defined(MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED)
-	mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(c,
-	    MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
-#endif
 #else
 	(void)c;
 #endif

@@ -15,6 +15,7 @@ import pytest
 
 from faultproxy import FaultProxy
 from harness import message_xml, unique
+from test_tls import clawsd_newest_tls
 
 PEER = "peer@localhost"
 RESUMED = re.compile(r"TLS: (TLSv1\.[0-9]) with \S+ \(resumed\)")
@@ -148,6 +149,10 @@ def cut_and_check(d, t, peer):
 
 @pytest.mark.parametrize("version", ["newest", "TLSv1.2-ticket"])
 def test_reconnect_resumes(make_clawsd, terminator, peer, version):
+    if clawsd_newest_tls() == "TLSv1.3":
+        # a 1.2-only OpenSSL server marks the downgrade, which mbedtls 3
+        # refuses; TLS 1.3 tickets are not taken yet (compat_mbedtls.h)
+        pytest.skip("TLS 1.3 tickets not taken yet")
     kw = {}
     if version.startswith("TLSv1.2"):
         kw = {"max_version": ssl.TLSVersion.TLSv1_2, "tickets": version.endswith("ticket")}
