@@ -67,15 +67,20 @@ compat_ssl_conf_tls12_only(mbedtls_ssl_config *c)
 }
 
 /*
- * Session resumption: TLS 1.2 session ids and tickets.  TLS 1.3 tickets
- * stay off (3.6.1 on ignores them unless asked): taking them stalled the
- * link after the handshake with Prosody 13 and ejabberd 24.12.
+ * Session resumption: TLS 1.2 session ids and tickets, and on 3.x the
+ * TLS 1.3 tickets, which 3.6.1 on only reports from mbedtls_ssl_read() if
+ * asked to (3.6.0 always does).
  */
 static inline void
 compat_ssl_conf_resumption(mbedtls_ssl_config *c)
 {
 #if defined(MBEDTLS_SSL_SESSION_TICKETS)
 	mbedtls_ssl_conf_session_tickets(c, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && \
+    defined(MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED)
+	mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(c,
+	    MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#endif
 #else
 	(void)c;
 #endif
@@ -83,8 +88,9 @@ compat_ssl_conf_resumption(mbedtls_ssl_config *c)
 
 /*
  * A TLS 1.3 server may send session tickets at any time after the
- * handshake; mbedtls_ssl_read() then returns this, with the ticket ready
- * for mbedtls_ssl_get_session() until it is called again.
+ * handshake.  mbedtls_ssl_read() first holds the ticket back and says
+ * WANT_READ (mbedtls_ssl_check_pending() tells), then, called again,
+ * returns this, with the ticket ready for mbedtls_ssl_get_session().
  */
 static inline int
 compat_ssl_new_ticket(int rc)

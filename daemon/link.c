@@ -444,7 +444,7 @@ deliver(struct link *l, const char *data, size_t len)
 static void
 tls_open(struct link *l)
 {
-	int rc;
+	int rc, again = 0;
 
 	for (;;) {
 		rc = mbedtls_ssl_read(&l->ssl, (unsigned char *)l->rbuf,
@@ -452,9 +452,15 @@ tls_open(struct link *l)
 		if (rc > 0) {
 			if (deliver(l, l->rbuf, (size_t)rc) != 0)
 				return;
-		} else if (compat_ssl_new_ticket(rc))
+			again = 0;
+		} else if (compat_ssl_new_ticket(rc)) {
 			resume_keep(l);
-		else
+			again = 0;
+		} else if (rc == MBEDTLS_ERR_SSL_WANT_READ && !again &&
+		    mbedtls_ssl_check_pending(&l->ssl)) {
+			/* A record held back (a ticket), or one cut short. */
+			again = 1;
+		} else
 			break;
 	}
 	if (l->rx_off == l->rx.len)
