@@ -67,18 +67,51 @@ compat_ssl_conf_tls12_only(mbedtls_ssl_config *c)
 }
 
 /*
+ * Session resumption: TLS 1.2 session ids and tickets, and on 3.x the
+ * TLS 1.3 tickets, which 3.6.1 on only reports from mbedtls_ssl_read() if
+ * asked to (3.6.0 always does).
+ */
+static inline void
+compat_ssl_conf_resumption(mbedtls_ssl_config *c)
+{
+#if defined(MBEDTLS_SSL_SESSION_TICKETS)
+	mbedtls_ssl_conf_session_tickets(c, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && \
+    defined(MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED)
+	mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(c,
+	    MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#endif
+#else
+	(void)c;
+#endif
+}
+
+/*
  * A TLS 1.3 server may send session tickets at any time after the
- * handshake; mbedtls 3.6.0 reports each from mbedtls_ssl_read() (3.6.1 on
- * only if asked to).  clawsd resumes no TLS session: nothing was lost,
- * read again.
+ * handshake.  mbedtls_ssl_read() first holds the ticket back and says
+ * WANT_READ (mbedtls_ssl_check_pending() tells), then, called again,
+ * returns this, with the ticket ready for mbedtls_ssl_get_session().
  */
 static inline int
-compat_ssl_read_again(int rc)
+compat_ssl_new_ticket(int rc)
 {
 #if defined(MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET)
 	return rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET;
 #else
 	(void)rc;
+	return 0;
+#endif
+}
+
+/* TLS 1.3: the session to resume comes later, as a ticket. */
+static inline int
+compat_ssl_is_tls13(const mbedtls_ssl_context *ssl)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+	return mbedtls_ssl_get_version_number(ssl) ==
+	    MBEDTLS_SSL_VERSION_TLS1_3;
+#else
+	(void)ssl;
 	return 0;
 #endif
 }

@@ -49,6 +49,7 @@ struct tlsconf {
 	mbedtls_ctr_drbg_context drbg;
 	mbedtls_x509_crt	 ca;
 	mbedtls_ssl_config	 conf;
+	int			 verify;
 	int			 refs;
 };
 
@@ -82,6 +83,15 @@ struct link {
 	int			 direct;
 	struct tlsconf		*stc;		/* the session's; NULL: no TLS */
 	mbedtls_ssl_context	 ssl;
+	int			 offered;	/* a session to resume */
+	int			 certified;	/* a certificate was checked */
+	/*
+	 * The last session with a verified server, to resume the next
+	 * connection to that name, under the settings of `tc' (a reload
+	 * forgets it).  Memory only: it holds the keys of the connection.
+	 */
+	mbedtls_ssl_session	 resume;
+	char			*resume_domain;	/* NULL: none kept */
 	struct buf		 rx;		/* ciphertext from the socket */
 	size_t			 rx_off;	/* of it, what mbedtls took */
 	struct buf		 plain;		/* bytes not yet sealed */
@@ -136,6 +146,58 @@ verify_fail(struct link *l, uint32_t flags)
 		if (*p == '\n')
 			*p = p[1] ? ';' : '\0';
 	fail(l, "TLS: certificate: %s", info);
+}
+
+/* Forget the session kept to resume; mbedtls wipes its keys. */
+static void
+resume_forget(struct link *l)
+{
+	mbedtls_ssl_session_free(&l->resume);
+	mbedtls_ssl_session_init(&l->resume);
+	free(l->resume_domain);
+	l->resume_domain = NULL;
+}
+
+/*
+ * Keep the connection's session (the one of TLS 1.2, a TLS 1.3 ticket),
+ * if its certificate was verified under the settings the next connection
+ * will have: a resumed session is not verified again.
+ */
+static void
+resume_keep(struct link *l)
+{
+	if (!l->stc->verify || l->stc != l->tc)
+		return;
+	resume_forget(l);
+	if (mbedtls_ssl_get_session(&l->ssl, &l->resume) != 0) {
+		resume_forget(l);
+		return;
+	}
+	l->resume_domain = xstrdup(l->domain);
+	log_debug("TLS: session kept to resume");
+}
+
+/* Offer the kept session if it is for this name, once (RFC 8446, C.4). */
+static void
+resume_offer(struct link *l)
+{
+	l->offered = l->resume_domain != NULL &&
+	    strcmp(l->resume_domain, l->domain) == 0 &&
+	    mbedtls_ssl_set_session(&l->ssl, &l->resume) == 0;
+	resume_forget(l);
+}
+
+/* Called for each certificate checked: only a full handshake has them. */
+static int
+on_verify(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+	struct link *l = arg;
+
+	(void)crt;
+	(void)depth;
+	(void)flags;
+	l->certified = 1;
+	return 0;
 }
 
 static void
@@ -203,6 +265,7 @@ link_new(uv_loop_t *loop, const struct link_cb *cb, void *arg)
 	l->cb = cb;
 	l->arg = arg;
 	mbedtls_ssl_init(&l->ssl);
+	mbedtls_ssl_session_init(&l->resume);
 	buf_init(&l->rx);
 	buf_init(&l->plain);
 	buf_init(&l->out);
@@ -257,6 +320,8 @@ tlsconf_new(const struct link_tls *t)
 		goto fail;
 	}
 	compat_ssl_conf_versions(c);
+	compat_ssl_conf_resumption(c);
+	tc->verify = t->verify;
 	mbedtls_ssl_conf_authmode(c, t->verify ? MBEDTLS_SSL_VERIFY_REQUIRED :
 	    MBEDTLS_SSL_VERIFY_NONE);
 	mbedtls_ssl_conf_ca_chain(c, &tc->ca, NULL);
@@ -276,6 +341,7 @@ link_configure(struct link *l, const struct link_tls *t)
 		return -1;
 	tlsconf_unref(l->tc);
 	l->tc = tc;
+	resume_forget(l);
 	return 0;
 }
 
@@ -322,6 +388,7 @@ link_free(struct link *l)
 		return;
 	link_close(l);
 	tlsconf_unref(l->tc);
+	resume_forget(l);
 	buf_free(&l->rx);
 	buf_free(&l->plain);
 	buf_free(&l->out);
@@ -334,7 +401,7 @@ static int
 handshake(struct link *l)
 {
 	uint32_t flags;
-	int rc;
+	int rc, resumed;
 
 	rc = mbedtls_ssl_handshake(&l->ssl);
 	if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
@@ -348,8 +415,13 @@ handshake(struct link *l)
 		return -1;
 	}
 	l->state = LINK_OPEN;
-	log_info("TLS: %s with %s", mbedtls_ssl_get_version(&l->ssl),
-	    mbedtls_ssl_get_ciphersuite(&l->ssl));
+	resumed = l->offered && !l->certified;
+	log_info("TLS: %s with %s%s", mbedtls_ssl_get_version(&l->ssl),
+	    mbedtls_ssl_get_ciphersuite(&l->ssl), resumed ? " (resumed)" : "");
+	if (l->offered && !resumed)
+		log_debug("TLS: the server did not resume the session");
+	if (!compat_ssl_is_tls13(&l->ssl))
+		resume_keep(l);
 	return 1;
 }
 
@@ -372,7 +444,7 @@ deliver(struct link *l, const char *data, size_t len)
 static void
 tls_open(struct link *l)
 {
-	int rc;
+	int rc, again = 0;
 
 	for (;;) {
 		rc = mbedtls_ssl_read(&l->ssl, (unsigned char *)l->rbuf,
@@ -380,7 +452,15 @@ tls_open(struct link *l)
 		if (rc > 0) {
 			if (deliver(l, l->rbuf, (size_t)rc) != 0)
 				return;
-		} else if (!compat_ssl_read_again(rc))
+			again = 0;
+		} else if (compat_ssl_new_ticket(rc)) {
+			resume_keep(l);
+			again = 0;
+		} else if (rc == MBEDTLS_ERR_SSL_WANT_READ && !again &&
+		    mbedtls_ssl_check_pending(&l->ssl)) {
+			/* A record held back (a ticket), or one cut short. */
+			again = 1;
+		} else
 			break;
 	}
 	if (l->rx_off == l->rx.len)
@@ -432,6 +512,9 @@ tls_start(struct link *l)
 		tls_fail(l, "setup", rc);
 		return;
 	}
+	mbedtls_ssl_set_verify(&l->ssl, on_verify, l);
+	l->certified = 0;
+	resume_offer(l);
 	mbedtls_ssl_set_bio(&l->ssl, l, bio_send, bio_recv, NULL);
 	l->state = LINK_HANDSHAKE;
 	tls_input(l);
