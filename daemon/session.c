@@ -1075,10 +1075,44 @@ children_text(const struct xnode *parent, const char *list, const char *ns,
 	return n;
 }
 
+/*
+ * The channel binding for SCRAM: the best type of XEP-0440's list that
+ * this connection can make, with its data in `data' (SASL_CB_MAX bytes);
+ * cb->type NULL when there is none.  Whether clawsd could bind at all
+ * decides RFC 5802's "y" flag, which only goes to a server that offers no
+ * -PLUS: one that does would (rightly) take it for a downgrade.
+ */
+static void
+choose_cb(struct session *s, const char *const *offered, size_t n,
+    const char *const *cbtypes, size_t ncb, struct sasl_cb *cb,
+    unsigned char *data)
+{
+	const char *ours;
+	int len;
+
+	memset(cb, 0, sizeof(*cb));
+	if (s->conf->channel_binding == CONF_CB_NO)
+		return;
+	ours = link_cb_types(s->link);
+	cb->capable = *ours != '\0' && !sasl_offers_plus(offered, n);
+	cb->type = sasl_cb_select(ours, cbtypes, ncb);
+	if (cb->type == NULL)
+		return;
+	len = link_cb_data(s->link, cb->type, data, SASL_CB_MAX);
+	if (len <= 0) {
+		cb->type = NULL;
+		return;
+	}
+	cb->data = data;
+	cb->len = (size_t)len;
+}
+
 static void
 start_auth(struct session *s, const struct xnode *features)
 {
 	const char **offered = NULL, **cbtypes = NULL;
+	unsigned char cbdata[SASL_CB_MAX];
+	struct sasl_cb cb;
 	size_t n, ncb;
 	enum sasl_mech mech;
 	struct buf initial;
@@ -1088,8 +1122,20 @@ start_auth(struct session *s, const struct xnode *features)
 	    NULL, &offered);
 	ncb = children_text(features, "sasl-channel-binding", NS_SASL_CB,
 	    "channel-binding", "type", &cbtypes);
+	choose_cb(s, offered, n, cbtypes, ncb, &cb, cbdata);
 	mech = sasl_select(s->conf->sasl_mechanisms, offered, n,
-	    link_encrypted(s->link));
+	    link_encrypted(s->link), cb.type != NULL);
+	if (!sasl_is_plus(mech))
+		cb.type = NULL;
+	if (mech != SASL_NONE && !sasl_is_plus(mech) &&
+	    s->conf->channel_binding == CONF_CB_REQUIRE) {
+		/* As a wrong password: a man in the middle stays there. */
+		end_connection(s, END_AUTH, "SASL: channel_binding = require, "
+		    "but the server offers no SCRAM-*-PLUS with a "
+		    "channel-binding type clawsd can make (a man in the "
+		    "middle?)");
+		goto out;
+	}
 	if (mech != SASL_NONE && s->scram_pinned && !sasl_is_scram(mech)) {
 		fail(s, "SASL: SCRAM was used with this server before, "
 		    "refusing to fall back to PLAIN");
@@ -1102,8 +1148,8 @@ start_auth(struct session *s, const struct xnode *features)
 		goto out;
 	}
 	buf_init(&initial);
-	rc = sasl_start(&s->sasl, mech, s->conf->user, s->conf->password,
-	    NULL, &initial);
+	rc = sasl_start_cb(&s->sasl, mech, s->conf->user, s->conf->password,
+	    NULL, &cb, &initial);
 	if (rc == 0) {
 		sasl_set_cache(&s->sasl, &s->sasl_cache);
 		/* XEP-0474: what the server offered, to check for downgrade. */
@@ -1115,7 +1161,8 @@ start_auth(struct session *s, const struct xnode *features)
 		fail(s, "SASL: cannot start");
 		goto out;
 	}
-	log_debug("SASL: authenticating with %s", sasl_mech_name(mech));
+	log_debug("SASL: authenticating with %s%s%s", sasl_mech_name(mech),
+	    cb.type ? " bound to " : "", cb.type ? cb.type : "");
 	send_sasl(s, "auth", sasl_mech_name(mech), &initial);
 	buf_free(&initial);
 	set_state(s, ST_AUTHENTICATE, sasl_mech_name(mech));
