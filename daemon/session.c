@@ -1107,6 +1107,20 @@ choose_cb(struct session *s, const char *const *offered, size_t n,
 	cb->len = (size_t)len;
 }
 
+/* How the login goes, for who wonders whether it was channel-bound. */
+static void
+log_auth(enum sasl_mech mech, const struct sasl_cb *cb)
+{
+	if (cb->type != NULL)
+		log_debug("SASL: authenticating with %s bound to %s",
+		    sasl_mech_name(mech), cb->type);
+	else if (sasl_is_scram(mech))
+		log_debug("SASL: authenticating with %s, not bound (GS2 flag "
+		    "%c)", sasl_mech_name(mech), cb->capable ? 'y' : 'n');
+	else
+		log_debug("SASL: authenticating with %s", sasl_mech_name(mech));
+}
+
 static void
 start_auth(struct session *s, const struct xnode *features)
 {
@@ -1161,8 +1175,7 @@ start_auth(struct session *s, const struct xnode *features)
 		fail(s, "SASL: cannot start");
 		goto out;
 	}
-	log_debug("SASL: authenticating with %s%s%s", sasl_mech_name(mech),
-	    cb.type ? " bound to " : "", cb.type ? cb.type : "");
+	log_auth(mech, &cb);
 	send_sasl(s, "auth", sasl_mech_name(mech), &initial);
 	buf_free(&initial);
 	set_state(s, ST_AUTHENTICATE, sasl_mech_name(mech));
