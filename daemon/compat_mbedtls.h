@@ -12,6 +12,7 @@
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
 
 #if MBEDTLS_VERSION_MAJOR >= 3
 #include <psa/crypto.h>
@@ -113,6 +114,43 @@ compat_ssl_is_tls13(const mbedtls_ssl_context *ssl)
 #else
 	(void)ssl;
 	return 0;
+#endif
+}
+
+/*
+ * RFC 9266 tls-exporter: `len' bytes exported with label
+ * "EXPORTER-Channel-Binding" and no context.  Only on TLS 1.3: in TLS 1.2
+ * the exporter is safe only with the extended master secret, which
+ * mbedtls does not say was negotiated, and 2.28 has no exporter.  0 on
+ * success, -1 where it cannot be had.
+ */
+static inline int
+compat_tls_exporter(mbedtls_ssl_context *ssl, unsigned char *out, size_t len)
+{
+#if defined(MBEDTLS_SSL_KEYING_MATERIAL_EXPORT) && \
+    defined(MBEDTLS_SSL_PROTO_TLS1_3)
+	static const char label[] = "EXPORTER-Channel-Binding";
+
+	if (mbedtls_ssl_get_version_number(ssl) != MBEDTLS_SSL_VERSION_TLS1_3)
+		return -1;
+	return mbedtls_ssl_export_keying_material(ssl, out, len, label,
+	    sizeof(label) - 1, NULL, 0, 0) == 0 ? 0 : -1;
+#else
+	(void)ssl;
+	(void)out;
+	(void)len;
+	return -1;
+#endif
+}
+
+/* The hash of a certificate's signature algorithm (private in 3.x). */
+static inline mbedtls_md_type_t
+compat_crt_sig_md(const mbedtls_x509_crt *crt)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3
+	return crt->MBEDTLS_PRIVATE(sig_md);
+#else
+	return crt->sig_md;
 #endif
 }
 

@@ -89,6 +89,7 @@ enum key_id {
 	K_TLS_VERIFY,
 	K_CA_FILE,
 	K_SASL_MECHANISMS,
+	K_CHANNEL_BINDING,
 	K_PRESENCE,
 	K_PRIORITY,
 	K_STREAM_MANAGEMENT,
@@ -146,6 +147,7 @@ struct key {
 static setter	set_string, set_bool, set_int, set_uint, set_size;
 static setter	set_user, set_domain, set_resource, set_jid;
 static setter	set_password, set_password_file, set_tls, set_ca_file;
+static setter	set_channel_binding;
 static setter	set_sasl, set_path, set_mode, set_group, set_level;
 static setter	set_state_directory;
 
@@ -171,6 +173,8 @@ static const struct key keys[K_N] = {
 				  0, 0 },
 	[K_SASL_MECHANISMS] =	{ SEC_XMPP, "sasl_mechanisms", set_sasl,
 				  0, 0, 0 },
+	[K_CHANNEL_BINDING] =	{ SEC_XMPP, "channel_binding",
+				  set_channel_binding, 0, 0, 0 },
 	[K_PRESENCE] =		{ SEC_XMPP, "presence", set_bool, F(presence),
 				  0, 0 },
 	[K_PRIORITY] =		{ SEC_XMPP, "priority", set_int, F(priority),
@@ -708,6 +712,19 @@ set_tls(struct loader *ld, enum key_id id, const char *v)
 		ld->c->tls = CONF_TLS_NONE;
 	else
 		bad_value(ld, id, "expected starttls, direct or none", v);
+}
+
+static void
+set_channel_binding(struct loader *ld, enum key_id id, const char *v)
+{
+	if (strcasecmp(v, "auto") == 0)
+		ld->c->channel_binding = CONF_CB_AUTO;
+	else if (strcasecmp(v, "require") == 0)
+		ld->c->channel_binding = CONF_CB_REQUIRE;
+	else if (strcasecmp(v, "no") == 0)
+		ld->c->channel_binding = CONF_CB_NO;
+	else
+		bad_value(ld, id, "expected auto, require or no", v);
 }
 
 /*
@@ -1288,6 +1305,11 @@ check_tls(struct loader *ld)
 
 	if (c->tls != CONF_TLS_NONE)
 		return;
+	/* There is no channel to bind to. */
+	if (c->channel_binding == CONF_CB_REQUIRE)
+		key_report(ld, ld->key_line[K_CHANNEL_BINDING],
+		    K_CHANNEL_BINDING, "require needs tls = starttls or "
+		    "direct");
 	if (c->host == NULL || !conf_is_loopback(c->host)) {
 		key_report(ld, ld->key_line[K_TLS], K_TLS,
 		    "none is only allowed when host is a loopback address");
@@ -1393,6 +1415,7 @@ conf_defaults(struct conf *c)
 	c->tls = CONF_TLS_STARTTLS;
 	c->tls_verify = 1;
 	c->sasl_mechanisms = xstrdup(DEFAULT_SASL);
+	c->channel_binding = CONF_CB_AUTO;
 	c->presence = 1;
 	c->priority = 0;
 	c->stream_management = 1;
@@ -1503,6 +1526,7 @@ conf_xmpp_changed(const struct conf *a, const struct conf *b)
 	    a->tls_verify != b->tls_verify ||
 	    !streq(a->ca_file, b->ca_file) ||
 	    !streq(a->sasl_mechanisms, b->sasl_mechanisms) ||
+	    a->channel_binding != b->channel_binding ||
 	    a->presence != b->presence ||
 	    a->priority != b->priority ||
 	    a->stream_management != b->stream_management ||

@@ -17,6 +17,13 @@ enum conf_tls {
 	CONF_TLS_NONE,
 };
 
+/* channel_binding: whether SCRAM binds to the TLS channel (-PLUS). */
+enum conf_cb {
+	CONF_CB_AUTO,		/* when both sides can */
+	CONF_CB_REQUIRE,	/* or no login */
+	CONF_CB_NO,
+};
+
 /* A room of [rooms]: ROOM@SERVICE = NICK [password=SECRET] */
 struct conf_room {
 	char		*jid;			/* bare JID, as written */
@@ -37,6 +44,7 @@ struct conf {
 	int		 tls_verify;
 	char		*ca_file;		/* NULL: the system bundle */
 	char		*sasl_mechanisms;	/* space-separated, upper case */
+	enum conf_cb	 channel_binding;
 	int		 presence;
 	int		 priority;
 	int		 stream_management;

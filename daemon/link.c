@@ -851,6 +851,62 @@ link_encrypted(const struct link *l)
 	return l->stc != NULL && l->state == LINK_OPEN;
 }
 
+/* RFC 9266: 32 bytes, as long as the tls-unique it replaces. */
+#define EXPORTER_LEN	32
+
+const char *
+link_cb_types(struct link *l)
+{
+	unsigned char probe[EXPORTER_LEN];
+
+	if (!link_encrypted(l))
+		return "";
+	/* The library decides whether it can: ask it. */
+	if (compat_tls_exporter(&l->ssl, probe, sizeof(probe)) == 0)
+		return "tls-exporter tls-server-end-point";
+	return "tls-server-end-point";
+}
+
+/*
+ * RFC 5929 section 4.1: the server certificate hashed with the hash of its
+ * signature algorithm, SHA-256 in place of MD5 and SHA-1.
+ */
+static int
+server_end_point(struct link *l, unsigned char *out, size_t size)
+{
+	const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&l->ssl);
+	const mbedtls_md_info_t *md;
+	mbedtls_md_type_t type;
+
+	if (crt == NULL)
+		return -1;
+	type = compat_crt_sig_md(crt);
+	if (type == MBEDTLS_MD_MD5 || type == MBEDTLS_MD_SHA1)
+		type = MBEDTLS_MD_SHA256;
+	md = mbedtls_md_info_from_type(type);
+	if (md == NULL || mbedtls_md_get_size(md) > size ||
+	    mbedtls_md(md, crt->raw.p, crt->raw.len, out) != 0)
+		return -1;
+	return mbedtls_md_get_size(md);
+}
+
+int
+link_cb_data(struct link *l, const char *type, unsigned char *out,
+    size_t size)
+{
+	if (!link_encrypted(l))
+		return -1;
+	if (strcmp(type, "tls-exporter") == 0) {
+		if (size < EXPORTER_LEN ||
+		    compat_tls_exporter(&l->ssl, out, EXPORTER_LEN) == -1)
+			return -1;
+		return EXPORTER_LEN;
+	}
+	if (strcmp(type, "tls-server-end-point") == 0)
+		return server_end_point(l, out, size);
+	return -1;
+}
+
 /* The flush handle, active while connected, writes it this loop turn. */
 void
 link_write(struct link *l, const char *data, size_t len)

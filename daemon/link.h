@@ -42,6 +42,20 @@ void		 link_connect(struct link *, const char *host, int port,
 /* Start TLS on the open plaintext connection (after <proceed/>). */
 void		 link_starttls(struct link *);
 int		 link_encrypted(const struct link *);
+/*
+ * Channel-binding types (RFC 5056) this connection can make data for, best
+ * first, space-separated: "tls-exporter tls-server-end-point" on TLS 1.3
+ * where the TLS library exports keying material, "tls-server-end-point" on
+ * other TLS, "" without TLS.
+ */
+const char	*link_cb_types(struct link *);
+/*
+ * The channel-binding data of `type' (one of link_cb_types()) into `out'
+ * (`size' bytes; 64 fit any): tls-exporter (RFC 9266) or
+ * tls-server-end-point (RFC 5929).  Returns its length, or -1.
+ */
+int		 link_cb_data(struct link *, const char *type,
+		    unsigned char *out, size_t size);
 /* Queue bytes; they leave in one batch before the loop next blocks. */
 void		 link_write(struct link *, const char *, size_t);
 /* Bytes queued and not yet handed to the kernel. */

@@ -1,7 +1,9 @@
 /*
  * SASL client mechanisms.  SCRAM follows RFC 5802 (SHA-1) and RFC 7677
  * (SHA-256; SHA-512 is the same construction with a longer hash), with the
- * downgrade protection of XEP-0474; PLAIN follows RFC 4616.  All
+ * downgrade protection of XEP-0474 and the channel binding of the -PLUS
+ * variants (RFC 5802 section 6, types chosen as XEP-0440 says); PLAIN
+ * follows RFC 4616.  All
  * cryptography is mbedtls'.
  *
  * SASLprep (RFC 4013) is not applied: names and passwords go out as the
@@ -42,9 +44,9 @@
 /* Room for base64 of `n' bytes plus the NUL mbedtls writes. */
 #define B64_SIZE(n)		(4 * (((n) + 2) / 3) + 1)
 
-#define GS2_HEADER		"n,,"
-/* base64 of the GS2 header: no channel binding, so always "n,,". */
-#define GS2_CBIND		"biws"
+/* An empty authzid: the GS2 header is the flag and ",,". */
+#define GS2_NO_CB		"n,,"
+#define GS2_CB_CAPABLE		"y,,"
 
 enum {
 	STEP_IDLE,		/* zeroed or cleared */
@@ -60,6 +62,9 @@ static const char *const mech_names[] = {
 	[SASL_SCRAM_SHA_256] = "SCRAM-SHA-256",
 	[SASL_SCRAM_SHA_1] = "SCRAM-SHA-1",
 	[SASL_PLAIN] = "PLAIN",
+	[SASL_SCRAM_SHA_512_PLUS] = "SCRAM-SHA-512-PLUS",
+	[SASL_SCRAM_SHA_256_PLUS] = "SCRAM-SHA-256-PLUS",
+	[SASL_SCRAM_SHA_1_PLUS] = "SCRAM-SHA-1-PLUS",
 };
 
 #define NMECHS	(sizeof(mech_names) / sizeof(mech_names[0]))
@@ -91,10 +96,46 @@ sasl_mech_parse(const char *name)
 }
 
 int
+sasl_is_plus(enum sasl_mech mech)
+{
+	return mech == SASL_SCRAM_SHA_512_PLUS ||
+	    mech == SASL_SCRAM_SHA_256_PLUS || mech == SASL_SCRAM_SHA_1_PLUS;
+}
+
+int
 sasl_is_scram(enum sasl_mech mech)
 {
 	return mech == SASL_SCRAM_SHA_512 || mech == SASL_SCRAM_SHA_256 ||
-	    mech == SASL_SCRAM_SHA_1;
+	    mech == SASL_SCRAM_SHA_1 || sasl_is_plus(mech);
+}
+
+/* The -PLUS variant of a SCRAM mechanism; SASL_NONE for the others. */
+static enum sasl_mech
+plus_of(enum sasl_mech mech)
+{
+	switch (mech) {
+	case SASL_SCRAM_SHA_512:
+		return SASL_SCRAM_SHA_512_PLUS;
+	case SASL_SCRAM_SHA_256:
+		return SASL_SCRAM_SHA_256_PLUS;
+	case SASL_SCRAM_SHA_1:
+		return SASL_SCRAM_SHA_1_PLUS;
+	default:
+		return SASL_NONE;
+	}
+}
+
+int
+sasl_offers_plus(const char *const *offered, size_t noffered)
+{
+	size_t i, n;
+
+	for (i = 0; i < noffered; i++) {
+		n = strlen(offered[i]);
+		if (n >= 5 && strcmp(offered[i] + n - 5, "-PLUS") == 0)
+			return 1;
+	}
+	return 0;
 }
 
 static int
@@ -108,9 +149,10 @@ is_offered(enum sasl_mech mech, const char *const *offered, size_t noffered)
 	return 0;
 }
 
-enum sasl_mech
-sasl_select(const char *prefs, const char *const *offered, size_t noffered,
-    int encrypted)
+/* The first of `prefs' offered; with `plus', the first -PLUS offered. */
+static enum sasl_mech
+select_pass(const char *prefs, const char *const *offered, size_t noffered,
+    int encrypted, int plus)
 {
 	enum sasl_mech mech;
 	size_t n;
@@ -122,13 +164,48 @@ sasl_select(const char *prefs, const char *const *offered, size_t noffered,
 			return SASL_NONE;
 		mech = mech_lookup(prefs, n);
 		prefs += n;
-		if (mech == SASL_NONE)
+		/* -PLUS comes only from `plus', with the binding it needs. */
+		if (mech == SASL_NONE || sasl_is_plus(mech))
 			continue;
 		/* PLAIN hands the password to anyone on the path. */
 		if (mech == SASL_PLAIN && !encrypted)
 			continue;
-		if (is_offered(mech, offered, noffered))
+		if (plus)
+			mech = plus_of(mech);
+		if (mech != SASL_NONE && is_offered(mech, offered, noffered))
 			return mech;
+	}
+}
+
+enum sasl_mech
+sasl_select(const char *prefs, const char *const *offered, size_t noffered,
+    int encrypted, int plus)
+{
+	enum sasl_mech mech = SASL_NONE;
+
+	/* A bound login beats any preference between hashes. */
+	if (plus)
+		mech = select_pass(prefs, offered, noffered, encrypted, 1);
+	if (mech == SASL_NONE)
+		mech = select_pass(prefs, offered, noffered, encrypted, 0);
+	return mech;
+}
+
+const char *
+sasl_cb_select(const char *ours, const char *const *cbtypes, size_t ncb)
+{
+	size_t i, n;
+
+	for (;;) {
+		ours += strspn(ours, " ");
+		n = strcspn(ours, " ");
+		if (n == 0)
+			return NULL;
+		for (i = 0; i < ncb; i++)
+			if (strlen(cbtypes[i]) == n &&
+			    memcmp(cbtypes[i], ours, n) == 0)
+				return cbtypes[i];
+		ours += n;
 	}
 }
 
@@ -137,10 +214,13 @@ scram_md(enum sasl_mech mech)
 {
 	switch (mech) {
 	case SASL_SCRAM_SHA_512:
+	case SASL_SCRAM_SHA_512_PLUS:
 		return mbedtls_md_info_from_type(MBEDTLS_MD_SHA512);
 	case SASL_SCRAM_SHA_256:
+	case SASL_SCRAM_SHA_256_PLUS:
 		return mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
 	case SASL_SCRAM_SHA_1:
+	case SASL_SCRAM_SHA_1_PLUS:
 		return mbedtls_md_info_from_type(MBEDTLS_MD_SHA1);
 	default:
 		return NULL;
@@ -221,25 +301,96 @@ plain_start(const char *user, const char *password, struct buf *out)
 	buf_puts(out, password);
 }
 
+/* The GS2 header of RFC 5802 section 7 into `gs2'. */
 static void
-scram_start(struct sasl *s, const char *user, const char *password,
-    const char *cnonce, struct buf *out)
+gs2_header(enum sasl_mech mech, const struct sasl_cb *cb, struct buf *gs2)
 {
-	struct buf b;
+	if (sasl_is_plus(mech))
+		buf_printf(gs2, "p=%s,,", cb->type);
+	else if (cb != NULL && cb->capable)
+		buf_puts(gs2, GS2_CB_CAPABLE);
+	else
+		buf_puts(gs2, GS2_NO_CB);
+}
 
+/*
+ * The "c=" value: base64 of the GS2 header and, bound, the channel's data.
+ * The server checks both, so a rewritten flag or another channel fails.
+ */
+static char *
+encode_cbind(const struct buf *gs2, enum sasl_mech mech,
+    const struct sasl_cb *cb)
+{
+	struct buf raw;
+	char *enc;
+	size_t olen, size;
+
+	buf_init(&raw);
+	buf_append(&raw, gs2->data, gs2->len);
+	if (sasl_is_plus(mech))
+		buf_append(&raw, (const char *)cb->data, cb->len);
+	size = B64_SIZE(raw.len);
+	enc = xmalloc(size);
+	if (mbedtls_base64_encode((unsigned char *)enc, size, &olen,
+	    (const unsigned char *)raw.data, raw.len) != 0) {
+		free(enc);
+		enc = NULL;
+	}
+	buf_free(&raw);
+	return enc;
+}
+
+static int
+scram_start(struct sasl *s, const char *user, const char *password,
+    const char *cnonce, const struct sasl_cb *cb, struct buf *out)
+{
+	struct buf gs2;
+
+	buf_init(&gs2);
+	gs2_header(s->mech, cb, &gs2);
+	s->cbind = encode_cbind(&gs2, s->mech, cb);
+	if (s->cbind == NULL) {
+		buf_free(&gs2);
+		return -1;
+	}
 	s->authcid = escape_user(user);
 	s->password = xstrdup(password);
-	buf_init(&b);
-	buf_printf(&b, "n=%s,r=%s", s->authcid, cnonce);
-	s->client_first_bare = xstrndup(b.data, b.len);
-	buf_free(&b);
-	buf_puts(out, GS2_HEADER);
+	buf_append(out, gs2.data, gs2.len);
+	gs2.len = 0;
+	buf_printf(&gs2, "n=%s,r=%s", s->authcid, cnonce);
+	s->client_first_bare = xstrndup(gs2.data, gs2.len);
+	buf_free(&gs2);
 	buf_puts(out, s->client_first_bare);
+	return 0;
+}
+
+/* A type (a cb-name of RFC 5056: letters, digits, '.', '-') and data. */
+static int
+cb_valid(enum sasl_mech mech, const struct sasl_cb *cb)
+{
+	size_t n;
+
+	if (!sasl_is_plus(mech))
+		return cb == NULL || cb->type == NULL;
+	if (cb == NULL || cb->type == NULL || cb->data == NULL ||
+	    cb->len == 0 || cb->len > SASL_CB_MAX)
+		return 0;
+	n = strspn(cb->type, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+	return n > 0 && cb->type[n] == '\0';
 }
 
 int
 sasl_start(struct sasl *s, enum sasl_mech mech, const char *user,
     const char *password, const char *cnonce, struct buf *out)
+{
+	return sasl_start_cb(s, mech, user, password, cnonce, NULL, out);
+}
+
+int
+sasl_start_cb(struct sasl *s, enum sasl_mech mech, const char *user,
+    const char *password, const char *cnonce, const struct sasl_cb *cb,
+    struct buf *out)
 {
 	char nonce[B64_SIZE(NONCE_RAW)];
 
@@ -248,7 +399,7 @@ sasl_start(struct sasl *s, enum sasl_mech mech, const char *user,
 	if (mech < 0 || (size_t)mech >= NMECHS)
 		return -1;
 	if (user == NULL || *user == '\0' ||
-	    password == NULL || *password == '\0')
+	    password == NULL || *password == '\0' || !cb_valid(mech, cb))
 		return -1;
 	if (mech == SASL_PLAIN) {
 		plain_start(user, password, out);
@@ -263,8 +414,11 @@ sasl_start(struct sasl *s, enum sasl_mech mech, const char *user,
 	}
 	if (*cnonce == '\0' || !is_printable(cnonce, strlen(cnonce)))
 		return -1;
-	scram_start(s, user, password, cnonce, out);
 	s->mech = mech;
+	if (scram_start(s, user, password, cnonce, cb, out) == -1) {
+		s->mech = SASL_NONE;
+		return -1;
+	}
 	s->step = STEP_STARTED;
 	return 0;
 }
@@ -393,7 +547,9 @@ static int
 cache_matches(const struct sasl_cache *c, const struct sasl *s,
     const unsigned char *salt, size_t saltlen, unsigned long iter)
 {
-	return c->valid && c->mech == s->mech && c->iter == iter &&
+	/* -PLUS or not, the same hash gives the same SaltedPassword. */
+	return c->valid && scram_md(c->mech) == scram_md(s->mech) &&
+	    c->iter == iter &&
 	    c->saltlen == saltlen && memcmp(c->salt, salt, saltlen) == 0 &&
 	    strcmp(c->authcid, s->authcid) == 0;
 }
@@ -629,7 +785,7 @@ scram_begin(struct sasl *s, const char *msg, size_t len,
 		return -1;
 	}
 	buf_init(&b);
-	buf_puts(&b, "c=" GS2_CBIND ",r=");
+	buf_printf(&b, "c=%s,r=", s->cbind);
 	buf_append(&b, sf.nonce, sf.noncelen);
 	s->without_proof = xstrndup(b.data, b.len);
 	b.len = 0;
@@ -847,6 +1003,7 @@ sasl_clear(struct sasl *s)
 	free_string(&s->client_first_bare);
 	free_string(&s->auth_message);
 	free_string(&s->without_proof);
+	free_string(&s->cbind);
 	mbedtls_platform_zeroize(s->server_key, sizeof(s->server_key));
 	sasl_cache_clear(&s->pending);
 	s->cache = NULL;

@@ -1,6 +1,6 @@
 /*
  * SASL client mechanisms: SCRAM-SHA-512, SCRAM-SHA-256, SCRAM-SHA-1 (RFC 5802,
- * RFC 7677) and PLAIN (RFC 4616).  Pure functions, no I/O: the caller moves
+ * RFC 7677), their channel-bound -PLUS variants and PLAIN (RFC 4616).  Pure functions, no I/O: the caller moves
  * the messages (base64-decoded) between these functions and the server.
  * A refused or out-of-order message ends the exchange: start a new one.
  */
@@ -17,6 +17,26 @@ enum sasl_mech {
 	SASL_SCRAM_SHA_256,
 	SASL_SCRAM_SHA_1,
 	SASL_PLAIN,
+	SASL_SCRAM_SHA_512_PLUS,
+	SASL_SCRAM_SHA_256_PLUS,
+	SASL_SCRAM_SHA_1_PLUS,
+};
+
+/* Longest channel-binding data clawsd makes: a SHA-512 hash, or 32 bytes. */
+#define SASL_CB_MAX	64
+
+/*
+ * Channel binding (RFC 5056) for sasl_start_cb().  A -PLUS mechanism binds
+ * to `type' ("tls-exporter", ...) with its `len' bytes of `data'.  For the
+ * others `type' is NULL and `capable' says whether clawsd could have bound
+ * (it then tells the server so, RFC 5802 "y": a server that does support
+ * channel binding knows that its -PLUS mechanisms were stripped on the way).
+ */
+struct sasl_cb {
+	const char		*type;
+	const unsigned char	*data;
+	size_t			 len;
+	int			 capable;
 };
 
 /* Longest SHA-512 output; SCRAM keys and proofs fit in it. */
@@ -48,6 +68,7 @@ struct sasl {
 	char		*client_first_bare;	/* "n=user,r=cnonce" */
 	char		*auth_message;		/* for the server signature */
 	char		*without_proof;		/* client-final, less "p=" */
+	char		*cbind;			/* "c=" value, base64 */
 	unsigned char	 server_key[SASL_MAX_HASH];
 	int		 step;
 	struct sasl_cache *cache;		/* the caller's, or NULL */
@@ -65,16 +86,30 @@ int		 sasl_random(unsigned char *out, size_t len);
 const char	*sasl_mech_name(enum sasl_mech);
 /* Mechanism for an official name; SASL_NONE when unknown. */
 enum sasl_mech	 sasl_mech_parse(const char *name);
-/* 1 for the SCRAM family, 0 for PLAIN and SASL_NONE. */
+/* 1 for the SCRAM family (-PLUS or not), 0 for PLAIN and SASL_NONE. */
 int		 sasl_is_scram(enum sasl_mech);
+/* 1 for the channel-bound SCRAM-*-PLUS. */
+int		 sasl_is_plus(enum sasl_mech);
+/* 1 when any of the `noffered' names is a -PLUS mechanism. */
+int		 sasl_offers_plus(const char *const *offered, size_t noffered);
 
 /*
- * First mechanism of the space-separated `prefs' that the server offers
- * (`offered', `noffered' names).  PLAIN is only chosen when `encrypted'.
+ * First mechanism of the space-separated `prefs' (names without "-PLUS")
+ * that the server offers (`offered', `noffered' names).  When `plus' (the
+ * caller can bind to the channel) a -PLUS variant of any of them is taken
+ * first, in the same order.  PLAIN is only chosen when `encrypted'.
  * SASL_NONE when there is none.
  */
 enum sasl_mech	 sasl_select(const char *prefs, const char *const *offered,
-		    size_t noffered, int encrypted);
+		    size_t noffered, int encrypted, int plus);
+
+/*
+ * The channel-binding type to use: the first of the space-separated `ours'
+ * (best first, those the caller can make data for) among the `ncb' types
+ * the server advertised (XEP-0440).  NULL when there is none in common.
+ */
+const char	*sasl_cb_select(const char *ours, const char *const *cbtypes,
+		    size_t ncb);
 
 /*
  * Begin an exchange: append the initial client message (raw, not base64) to
@@ -85,6 +120,15 @@ enum sasl_mech	 sasl_select(const char *prefs, const char *const *offered,
  */
 int		 sasl_start(struct sasl *, enum sasl_mech, const char *user,
 		    const char *password, const char *cnonce, struct buf *out);
+/*
+ * sasl_start() with channel binding: `cb' (NULL: clawsd cannot bind, as for
+ * sasl_start()) gives the GS2 header's flag and the data of the "c="
+ * attribute.  -1 also when a -PLUS mechanism comes without a type and data
+ * or a type with another mechanism.  Nothing of `cb' is kept of the call.
+ */
+int		 sasl_start_cb(struct sasl *, enum sasl_mech, const char *user,
+		    const char *password, const char *cnonce,
+		    const struct sasl_cb *cb, struct buf *out);
 
 /*
  * Use `cache' (which must outlive the exchange) for this exchange: the

@@ -1137,41 +1137,94 @@ children_text(const struct xnode *parent, const char *list, const char *ns,
 }
 
 /*
- * The mechanism of sasl_mechanisms to use of the `n' offered, or
- * SASL_NONE: the connection has failed.
+ * The channel binding for SCRAM: the best type of XEP-0440's list that
+ * this connection can make, with its data in `data' (SASL_CB_MAX bytes);
+ * cb->type NULL when there is none.  Whether clawsd could bind at all
+ * decides RFC 5802's "y" flag, which only goes to a server that offers no
+ * -PLUS: one that does would (rightly) take it for a downgrade.
+ */
+static void
+choose_cb(struct session *s, const char *const *offered, size_t n,
+    const char *const *cbtypes, size_t ncb, struct sasl_cb *cb,
+    unsigned char *data)
+{
+	const char *ours;
+	int len;
+
+	memset(cb, 0, sizeof(*cb));
+	if (s->conf->channel_binding == CONF_CB_NO)
+		return;
+	ours = link_cb_types(s->link);
+	cb->capable = *ours != '\0' && !sasl_offers_plus(offered, n);
+	cb->type = sasl_cb_select(ours, cbtypes, ncb);
+	if (cb->type == NULL)
+		return;
+	len = link_cb_data(s->link, cb->type, data, SASL_CB_MAX);
+	if (len <= 0) {
+		cb->type = NULL;
+		return;
+	}
+	cb->data = data;
+	cb->len = (size_t)len;
+}
+
+/* How the login goes, for who wonders whether it was channel-bound. */
+static void
+log_auth(enum sasl_mech mech, const struct sasl_cb *cb)
+{
+	if (cb->type != NULL)
+		log_debug("SASL: authenticating with %s bound to %s",
+		    sasl_mech_name(mech), cb->type);
+	else if (sasl_is_scram(mech))
+		log_debug("SASL: authenticating with %s, not bound (GS2 flag "
+		    "%c)", sasl_mech_name(mech), cb->capable ? 'y' : 'n');
+	else
+		log_debug("SASL: authenticating with %s", sasl_mech_name(mech));
+}
+
+/*
+ * The mechanism of sasl_mechanisms to use of the `n' offered (SASL or
+ * SASL2 alike), started: its initial response in `initial'.  `cbtypes'
+ * are the channel-binding types offered (XEP-0440), for -PLUS and
+ * XEP-0474.  SASL_NONE when the connection has failed.
  */
 static enum sasl_mech
-choose_mech(struct session *s, const char **offered, size_t n)
+sasl_begin(struct session *s, const char **offered, size_t n,
+    const char **cbtypes, size_t ncb, struct buf *initial)
 {
+	unsigned char cbdata[SASL_CB_MAX];
 	enum sasl_mech mech;
+	struct sasl_cb cb;
+	int rc;
 
+	choose_cb(s, offered, n, cbtypes, ncb, &cb, cbdata);
 	mech = sasl_select(s->conf->sasl_mechanisms, offered, n,
-	    link_encrypted(s->link));
+	    link_encrypted(s->link), cb.type != NULL);
+	if (!sasl_is_plus(mech))
+		cb.type = NULL;
+	if (mech != SASL_NONE && !sasl_is_plus(mech) &&
+	    s->conf->channel_binding == CONF_CB_REQUIRE) {
+		/* As a wrong password: a man in the middle stays there. */
+		end_connection(s, END_AUTH, "SASL: channel_binding = require, "
+		    "but the server offers no SCRAM-*-PLUS with a "
+		    "channel-binding type clawsd can make (a man in the "
+		    "middle?)");
+		return SASL_NONE;
+	}
 	if (mech != SASL_NONE && s->scram_pinned && !sasl_is_scram(mech)) {
 		fail(s, "SASL: SCRAM was used with this server before, "
 		    "refusing to fall back to PLAIN");
 		return SASL_NONE;
 	}
-	if (mech == SASL_NONE)
+	if (mech == SASL_NONE) {
 		fail(s, n == 0 ? "SASL: the server offers no mechanism" :
 		    "SASL: no mechanism in sasl_mechanisms is offered "
 		    "(PLAIN needs TLS)");
-	return mech;
-}
-
-/*
- * Start `mech' (SASL or SASL2 alike): its initial response in `initial'.
- * `offered' and `cbtypes' are what the features offered, for XEP-0474.
- * Returns 0, or -1 when the connection has failed.
- */
-static int
-sasl_begin(struct session *s, enum sasl_mech mech, const char **offered,
-    size_t n, const char **cbtypes, size_t ncb, struct buf *initial)
-{
-	int rc;
-
-	rc = sasl_start(&s->sasl, mech, s->conf->user, s->conf->password,
-	    NULL, initial);
+		return SASL_NONE;
+	}
+	rc = sasl_start_cb(&s->sasl, mech, s->conf->user, s->conf->password,
+	    NULL, &cb, initial);
+	mbedtls_platform_zeroize(cbdata, sizeof(cbdata));
 	if (rc == 0) {
 		sasl_set_cache(&s->sasl, &s->sasl_cache);
 		/* XEP-0474: what the server offered, to check for downgrade. */
@@ -1180,10 +1233,10 @@ sasl_begin(struct session *s, enum sasl_mech mech, const char **offered,
 	if (rc != 0) {
 		wipe(initial);
 		fail(s, "SASL: cannot start");
-		return -1;
+		return SASL_NONE;
 	}
-	log_debug("SASL: authenticating with %s", sasl_mech_name(mech));
-	return 0;
+	log_auth(mech, &cb);
+	return mech;
 }
 
 static size_t
@@ -1205,8 +1258,8 @@ start_auth(struct session *s, const struct xnode *features)
 	    NULL, &offered);
 	ncb = channel_bindings(features, &cbtypes);
 	buf_init(&initial);
-	if ((mech = choose_mech(s, offered, n)) != SASL_NONE &&
-	    sasl_begin(s, mech, offered, n, cbtypes, ncb, &initial) == 0) {
+	if ((mech = sasl_begin(s, offered, n, cbtypes, ncb, &initial)) !=
+	    SASL_NONE) {
 		send_sasl(s, NS_SASL, "auth", sasl_mech_name(mech), &initial);
 		set_state(s, ST_AUTHENTICATE, sasl_mech_name(mech));
 	}
@@ -1273,7 +1326,8 @@ auth2_inline(struct session *s, const struct xnode *in, int use_fast,
 	}
 	if (use_fast)
 		buf_puts(b, "<fast xmlns='" NS_FAST "'/>");
-	else if (offers(fastf, NS_FAST, "mechanism", NULL, FAST_MECH)) {
+	else if (s->conf->channel_binding != CONF_CB_REQUIRE &&
+	    offers(fastf, NS_FAST, "mechanism", NULL, FAST_MECH)) {
 		buf_puts(b, "<request-token xmlns='" NS_FAST "' mechanism='"
 		    FAST_MECH "'/>");
 		s->asked |= ASK_TOKEN;
@@ -1292,9 +1346,10 @@ auth2_begin(struct session *s, const struct xnode *features,
 	size_t n, ncb;
 	int rc = -1;
 
+	/* HT-SHA-256-NONE is not channel-bound: not with `require'. */
 	*name = fast_mech(s->fast);
-	if (*name != NULL && offers(fastf, NS_FAST, "mechanism", NULL,
-	    *name)) {
+	if (*name != NULL && s->conf->channel_binding != CONF_CB_REQUIRE &&
+	    offers(fastf, NS_FAST, "mechanism", NULL, *name)) {
 		if (fast_initial(s->fast, s->conf->user, NULL, 0, initial) == 0)
 			return 1;
 		fail(s, "FAST: cannot compute the token's proof");
@@ -1303,8 +1358,8 @@ auth2_begin(struct session *s, const struct xnode *features,
 	n = children_text(features, "authentication", NS_SASL2, "mechanism",
 	    NULL, &offered);
 	ncb = channel_bindings(features, &cbtypes);
-	if ((mech = choose_mech(s, offered, n)) != SASL_NONE &&
-	    sasl_begin(s, mech, offered, n, cbtypes, ncb, initial) == 0) {
+	if ((mech = sasl_begin(s, offered, n, cbtypes, ncb, initial)) !=
+	    SASL_NONE) {
 		*name = sasl_mech_name(mech);
 		rc = 0;
 	}

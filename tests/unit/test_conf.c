@@ -207,6 +207,7 @@ test_minimal_defaults(void **state)
 	assert_null(c.ca_file);
 	assert_string_equal(c.sasl_mechanisms,
 	    "SCRAM-SHA-512 SCRAM-SHA-256 SCRAM-SHA-1 PLAIN");
+	assert_int_equal(c.channel_binding, CONF_CB_AUTO);
 	assert_int_equal(c.presence, 1);
 	assert_int_equal(c.priority, 0);
 	assert_int_equal(c.stream_management, 1);
@@ -256,6 +257,7 @@ test_every_key(void **state)
 	    "tls_verify = off\n"
 	    "ca_file = %s\n"
 	    "sasl_mechanisms = plain\tscram-sha-1  SCRAM-SHA-256\n"
+	    "channel_binding = Require\n"
 	    "presence = FALSE\n"
 	    "priority = -128\n"
 	    "stream_management = 0\n"
@@ -286,6 +288,7 @@ test_every_key(void **state)
 	assert_string_equal(c.ca_file, ca);
 	assert_string_equal(c.sasl_mechanisms,
 	    "PLAIN SCRAM-SHA-1 SCRAM-SHA-256");
+	assert_int_equal(c.channel_binding, CONF_CB_REQUIRE);
 	assert_int_equal(c.presence, 0);
 	assert_int_equal(c.priority, -128);
 	assert_int_equal(c.stream_management, 0);
@@ -722,6 +725,43 @@ test_more_bad_values(void **state)
 }
 
 static void
+test_channel_binding(void **state)
+{
+	static const struct {
+		const char	*text;
+		enum conf_cb	 want;
+	} ok[] = {
+		{ "auto", CONF_CB_AUTO },
+		{ "REQUIRE", CONF_CB_REQUIRE },
+		{ "no", CONF_CB_NO },
+	};
+	struct fx *fx = *state;
+	struct conf c;
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(load(fx, &c, fmt(fx, MINIMAL
+		    "channel_binding = %s\n", ok[i].text)), 0);
+		assert_int_equal(c.channel_binding, ok[i].want);
+		conf_free(&c);
+	}
+	expect_errors(fx, MINIMAL "channel_binding = yes\n",
+	    "5: [xmpp] channel_binding: expected auto, require or no: "
+	    "\"yes\"");
+	expect_errors(fx, MINIMAL "channel_binding = tls-exporter\n",
+	    "5: [xmpp] channel_binding: expected auto, require or no: "
+	    "\"tls-exporter\"");
+	/* Without TLS there is no channel to bind to. */
+	expect_errors(fx, MINIMAL "channel_binding = require\nhost = ::1\n"
+	    "tls = none\n",
+	    "5: [xmpp] channel_binding: require needs tls = starttls or "
+	    "direct");
+	assert_int_equal(load(fx, &c, MINIMAL "channel_binding = auto\n"
+	    "host = ::1\ntls = none\n"), 0);
+	conf_free(&c);
+}
+
+static void
 test_missing_required(void **state)
 {
 	struct fx *fx = *state;
@@ -929,6 +969,10 @@ test_changed(void **state)
 	assert_true(conf_xmpp_changed(&a, &b));
 	conf_free(&b);
 
+	assert_int_equal(load(fx, &b, MINIMAL "channel_binding = no\n"), 0);
+	assert_true(conf_xmpp_changed(&a, &b));
+	conf_free(&b);
+
 	assert_int_equal(load(fx, &b, MINIMAL "[socket]\nmode = 0600\n"), 0);
 	assert_false(conf_xmpp_changed(&a, &b));
 	assert_true(conf_socket_changed(&a, &b));
@@ -1114,6 +1158,7 @@ main(void)
 		T(test_bad_values),
 		T(test_ca_file_not_certificates),
 		T(test_more_bad_values),
+		T(test_channel_binding),
 		T(test_missing_required),
 		T(test_password_conflict),
 		T(test_tls_none),

@@ -312,23 +312,34 @@ test_select(void **state)
 	    "SCRAM-SHA-512 SCRAM-SHA-256 SCRAM-SHA-1 PLAIN";
 
 	(void)state;
-	assert_int_equal(sasl_select(defaults, all, 5, 0), SASL_SCRAM_SHA_512);
-	assert_int_equal(sasl_select(defaults, all, 4, 0), SASL_SCRAM_SHA_256);
-	assert_int_equal(sasl_select(defaults, all, 2, 0), SASL_SCRAM_SHA_1);
+	assert_int_equal(sasl_select(defaults, all, 5, 0, 0), SASL_SCRAM_SHA_512);
+	assert_int_equal(sasl_select(defaults, all, 4, 0, 0), SASL_SCRAM_SHA_256);
+	assert_int_equal(sasl_select(defaults, all, 2, 0, 0), SASL_SCRAM_SHA_1);
 	assert_int_equal(sasl_select("  SCRAM-SHA-1   SCRAM-SHA-512 ", all, 5,
-	    0), SASL_SCRAM_SHA_1);
-	assert_int_equal(sasl_select("PLAIN SCRAM-SHA-1", all, 5, 1),
+	    0, 0), SASL_SCRAM_SHA_1);
+	assert_int_equal(sasl_select("PLAIN SCRAM-SHA-1", all, 5, 1, 0),
 	    SASL_PLAIN);
-	assert_int_equal(sasl_select("PLAIN SCRAM-SHA-1", all, 5, 0),
+	assert_int_equal(sasl_select("PLAIN SCRAM-SHA-1", all, 5, 0, 0),
 	    SASL_SCRAM_SHA_1);
 	/* Unknown or partial names in the preferences are skipped. */
 	assert_int_equal(sasl_select("DIGEST-MD5 SCRAM-SHA SCRAM-SHA-256",
-	    all, 5, 0), SASL_SCRAM_SHA_256);
-	assert_int_equal(sasl_select(defaults, old, 2, 1), SASL_PLAIN);
-	assert_int_equal(sasl_select(defaults, old, 2, 0), SASL_NONE);
-	assert_int_equal(sasl_select(defaults, ext, 1, 1), SASL_NONE);
-	assert_int_equal(sasl_select(defaults, all, 0, 1), SASL_NONE);
-	assert_int_equal(sasl_select("", all, 5, 1), SASL_NONE);
+	    all, 5, 0, 0), SASL_SCRAM_SHA_256);
+	assert_int_equal(sasl_select(defaults, old, 2, 1, 0), SASL_PLAIN);
+	assert_int_equal(sasl_select(defaults, old, 2, 0, 0), SASL_NONE);
+	assert_int_equal(sasl_select(defaults, ext, 1, 1, 0), SASL_NONE);
+	assert_int_equal(sasl_select(defaults, all, 0, 1, 0), SASL_NONE);
+	assert_int_equal(sasl_select("", all, 5, 1, 0), SASL_NONE);
+	/* Able to bind: a -PLUS first, whatever the hash. */
+	assert_int_equal(sasl_select(defaults, all, 5, 1, 1),
+	    SASL_SCRAM_SHA_256_PLUS);
+	assert_int_equal(sasl_select(defaults, all, 3, 1, 1),
+	    SASL_SCRAM_SHA_256);
+	assert_int_equal(sasl_select("SCRAM-SHA-1", all, 5, 1, 1),
+	    SASL_SCRAM_SHA_1);
+	assert_int_equal(sasl_select("PLAIN", all, 5, 1, 1), SASL_PLAIN);
+	/* A -PLUS name in the preferences is no preference. */
+	assert_int_equal(sasl_select("SCRAM-SHA-256-PLUS", all, 5, 1, 1),
+	    SASL_NONE);
 }
 
 static void
@@ -337,11 +348,13 @@ test_mech_names(void **state)
 	enum sasl_mech m;
 
 	(void)state;
-	for (m = SASL_SCRAM_SHA_512; m <= SASL_PLAIN; m++)
+	for (m = SASL_SCRAM_SHA_512; m <= SASL_SCRAM_SHA_1_PLUS; m++)
 		assert_int_equal(sasl_mech_parse(sasl_mech_name(m)), m);
 	assert_string_equal(sasl_mech_name(SASL_SCRAM_SHA_256),
 	    "SCRAM-SHA-256");
-	assert_int_equal(sasl_mech_parse("SCRAM-SHA-256-PLUS"), SASL_NONE);
+	assert_string_equal(sasl_mech_name(SASL_SCRAM_SHA_1_PLUS),
+	    "SCRAM-SHA-1-PLUS");
+	assert_int_equal(sasl_mech_parse("SCRAM-SHA-256-plus"), SASL_NONE);
 	assert_int_equal(sasl_mech_parse("plain"), SASL_NONE);
 	assert_int_equal(sasl_mech_parse(""), SASL_NONE);
 }
@@ -960,6 +973,247 @@ test_is_scram(void **state)
 	assert_true(sasl_is_scram(SASL_SCRAM_SHA_1));
 	assert_false(sasl_is_scram(SASL_PLAIN));
 	assert_false(sasl_is_scram(SASL_NONE));
+	assert_true(sasl_is_scram(SASL_SCRAM_SHA_512_PLUS));
+	assert_true(sasl_is_scram(SASL_SCRAM_SHA_1_PLUS));
+	assert_true(sasl_is_plus(SASL_SCRAM_SHA_256_PLUS));
+	assert_false(sasl_is_plus(SASL_SCRAM_SHA_256));
+	assert_false(sasl_is_plus(SASL_PLAIN));
+	assert_false(sasl_is_plus(SASL_NONE));
+}
+
+/*
+ * SCRAM-SHA-256-PLUS bound to tls-exporter with the data 00 01 .. 1f, from
+ * the SHA-512 script above with sha256, these inputs and
+ *	gs2 = "p=tls-exporter,,"
+ *	cfwp = "c=%s,r=%s%s" % (base64.b64encode(gs2.encode() +
+ *	    bytes(range(32))).decode(), cnonce, snonce)
+ */
+#define PLUS_CNONCE	"rOprNGfwEbeRWgbNEkqO"
+#define PLUS_SFIRST	"r=rOprNGfwEbeRWgbNEkqO3rfcNHYJY1ZVvWVs7j," \
+			"s=Y2xhd3NkLWNiLXNhbHQ=,i=4096"
+#define PLUS_CFINAL	"c=cD10bHMtZXhwb3J0ZXIsLAABAgMEBQYHCAkKCwwNDg8QERIT" \
+			"FBUWFxgZGhscHR4f,r=rOprNGfwEbeRWgbNEkqO3rfcNHYJY1ZVvWVs7j," \
+			"p=gk7YtpdsgqBhnAu4PU3sJ5++0t4LhF5+V9ryjyOARGc="
+#define PLUS_SFINAL	"v=pZ5POraB5WabUFg+dM8hwDT7pJlIOO5ZLqovFt0ffXs="
+
+static const unsigned char cb_data[32] = {
+	0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+	16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+};
+
+/* Start `mech' with `cb' from the RFC 7677 nonce; the initial message. */
+static int
+start_cb(struct sasl *s, enum sasl_mech mech, const struct sasl_cb *cb,
+    struct buf *out)
+{
+	buf_init(out);
+	return sasl_start_cb(s, mech, "user", "pencil", PLUS_CNONCE, cb, out);
+}
+
+static void
+plus_to_final(struct sasl *s, struct sasl_cache *cache)
+{
+	static const struct sasl_cb cb = {
+		"tls-exporter", cb_data, sizeof(cb_data), 1,
+	};
+	struct buf out;
+	const char *err = NULL;
+
+	assert_int_equal(start_cb(s, SASL_SCRAM_SHA_256_PLUS, &cb, &out), 0);
+	assert_string_equal(buf_cstr(&out),
+	    "p=tls-exporter,,n=user,r=" PLUS_CNONCE);
+	sasl_set_cache(s, cache);
+	buf_reset(&out, 0);
+	assert_int_equal(sasl_step(s, PLUS_SFIRST, strlen(PLUS_SFIRST), &out,
+	    &err), 0);
+	assert_string_equal(buf_cstr(&out), PLUS_CFINAL);
+	buf_free(&out);
+}
+
+/* The bound exchange, and the server's signature checked over it. */
+static void
+test_plus_exchange(void **state)
+{
+	struct sasl s;
+	const char *err = NULL;
+	char bad[] = PLUS_SFINAL;
+
+	(void)state;
+	plus_to_final(&s, NULL);
+	assert_int_equal(sasl_finish(&s, PLUS_SFINAL, strlen(PLUS_SFINAL),
+	    &err), 0);
+	sasl_clear(&s);
+	assert_null(s.cbind);
+
+	bad[2] = bad[2] == 'A' ? 'B' : 'A';
+	plus_to_final(&s, NULL);
+	assert_int_equal(sasl_finish(&s, bad, strlen(bad), &err), -1);
+	assert_string_equal(err, "server signature mismatch");
+	sasl_clear(&s);
+	/* The unbound exchange's signature does not do for the bound one. */
+	plus_to_final(&s, NULL);
+	assert_int_equal(sasl_finish(&s, SHA256_SFINAL, strlen(SHA256_SFINAL),
+	    &err), -1);
+	sasl_clear(&s);
+}
+
+/* The GS2 flag: "n" unable to bind, "y" able with no -PLUS offered. */
+static void
+test_gs2_header(void **state)
+{
+	static const struct sasl_cb unable = { NULL, NULL, 0, 0 };
+	static const struct sasl_cb capable = { NULL, NULL, 0, 1 };
+	static const struct sasl_cb bound = {
+		"tls-server-end-point", cb_data, sizeof(cb_data), 1,
+	};
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	(void)state;
+	assert_int_equal(start_cb(&s, SASL_SCRAM_SHA_256, NULL, &out), 0);
+	assert_string_equal(buf_cstr(&out), "n,,n=user,r=" PLUS_CNONCE);
+	sasl_clear(&s);
+	buf_free(&out);
+	assert_int_equal(start_cb(&s, SASL_SCRAM_SHA_256, &unable, &out), 0);
+	assert_string_equal(buf_cstr(&out), "n,,n=user,r=" PLUS_CNONCE);
+	sasl_clear(&s);
+	buf_free(&out);
+
+	/* "y,," is signed too: c= carries it, base64 "eSws". */
+	assert_int_equal(start_cb(&s, SASL_SCRAM_SHA_256, &capable, &out), 0);
+	assert_string_equal(buf_cstr(&out), "y,,n=user,r=" PLUS_CNONCE);
+	buf_reset(&out, 0);
+	assert_int_equal(sasl_step(&s, PLUS_SFIRST, strlen(PLUS_SFIRST), &out,
+	    &err), 0);
+	assert_true(strncmp(buf_cstr(&out), "c=eSws,r=", 9) == 0);
+	sasl_clear(&s);
+	buf_free(&out);
+
+	assert_int_equal(start_cb(&s, SASL_SCRAM_SHA_1_PLUS, &bound, &out), 0);
+	assert_string_equal(buf_cstr(&out),
+	    "p=tls-server-end-point,,n=user,r=" PLUS_CNONCE);
+	sasl_clear(&s);
+	buf_free(&out);
+
+	/* PLAIN has no GS2 header; being able to bind changes nothing. */
+	assert_int_equal(start_cb(&s, SASL_PLAIN, &capable, &out), 0);
+	assert_int_equal(out.len, strlen("user") + strlen("pencil") + 2);
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+/* -PLUS needs a type and data; the others must not have a type. */
+static void
+test_cb_bad_start(void **state)
+{
+	static const unsigned char big[SASL_CB_MAX + 1];
+	static const struct sasl_cb no_data = { "tls-exporter", NULL, 0, 1 };
+	static const struct sasl_cb too_long = {
+		"tls-exporter", big, sizeof(big), 1,
+	};
+	static const struct sasl_cb bad_type = {
+		"tls,exporter", cb_data, sizeof(cb_data), 1,
+	};
+	static const struct sasl_cb empty_type = {
+		"", cb_data, sizeof(cb_data), 1,
+	};
+	static const struct sasl_cb no_type = { NULL, NULL, 0, 1 };
+	static const struct sasl_cb typed = {
+		"tls-exporter", cb_data, sizeof(cb_data), 1,
+	};
+	const struct sasl_cb *plus_bad[] = {
+		NULL, &no_data, &too_long, &bad_type, &empty_type, &no_type,
+	};
+	struct sasl s;
+	struct buf out;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(plus_bad) / sizeof(plus_bad[0]); i++) {
+		assert_int_equal(start_cb(&s, SASL_SCRAM_SHA_1_PLUS,
+		    plus_bad[i], &out), -1);
+		assert_int_equal(out.len, 0);
+		sasl_clear(&s);
+		buf_free(&out);
+	}
+	assert_int_equal(start_cb(&s, SASL_SCRAM_SHA_1, &typed, &out), -1);
+	sasl_clear(&s);
+	buf_free(&out);
+	assert_int_equal(start_cb(&s, SASL_PLAIN, &typed, &out), -1);
+	sasl_clear(&s);
+	buf_free(&out);
+}
+
+/* XEP-0440: our best type among those advertised. */
+static void
+test_cb_select(void **state)
+{
+	static const char *const all[] = {
+		"tls-server-end-point", "tls-unique", "tls-exporter",
+	};
+	static const char *const unique[] = { "tls-unique" };
+	static const char *const prefix[] = { "tls-export" };
+	static const char *const ours = "tls-exporter tls-server-end-point";
+
+	(void)state;
+	assert_string_equal(sasl_cb_select(ours, all, 3), "tls-exporter");
+	assert_string_equal(sasl_cb_select(ours, all, 1),
+	    "tls-server-end-point");
+	assert_string_equal(sasl_cb_select("tls-server-end-point", all, 3),
+	    "tls-server-end-point");
+	assert_null(sasl_cb_select(ours, unique, 1));
+	assert_null(sasl_cb_select(ours, prefix, 1));
+	assert_null(sasl_cb_select(ours, all, 0));
+	assert_null(sasl_cb_select("", all, 3));
+}
+
+static void
+test_offers_plus(void **state)
+{
+	static const char *const plus[] = {
+		"PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS",
+	};
+	static const char *const odd[] = { "PLUS", "-PLUSX" };
+
+	(void)state;
+	assert_true(sasl_offers_plus(plus, 3));
+	assert_false(sasl_offers_plus(plus, 2));
+	assert_false(sasl_offers_plus(odd, 2));
+	assert_false(sasl_offers_plus(plus, 0));
+}
+
+/* A -PLUS login and an unbound one share SaltedPassword. */
+static void
+test_plus_cache(void **state)
+{
+	static const struct sasl_cb capable = { NULL, NULL, 0, 1 };
+	struct sasl_cache cache;
+	struct sasl s;
+	struct buf out;
+	const char *err = NULL;
+
+	(void)state;
+	memset(&cache, 0, sizeof(cache));
+	plus_to_final(&s, &cache);
+	assert_int_equal(sasl_cache_hit(&s), 0);
+	assert_int_equal(sasl_finish(&s, PLUS_SFINAL, strlen(PLUS_SFINAL),
+	    &err), 0);
+	sasl_clear(&s);
+	assert_int_equal(cache.valid, 1);
+	plus_to_final(&s, &cache);
+	assert_int_equal(sasl_cache_hit(&s), 1);
+	sasl_clear(&s);
+
+	assert_int_equal(start_cb(&s, SASL_SCRAM_SHA_256, &capable, &out), 0);
+	sasl_set_cache(&s, &cache);
+	buf_reset(&out, 0);
+	assert_int_equal(sasl_step(&s, PLUS_SFIRST, strlen(PLUS_SFIRST), &out,
+	    &err), 0);
+	assert_int_equal(sasl_cache_hit(&s), 1);
+	sasl_clear(&s);
+	buf_free(&out);
+	sasl_cache_clear(&cache);
 }
 
 static void
@@ -1016,6 +1270,12 @@ main(void)
 		cmocka_unit_test(test_ssdp_mismatch),
 		cmocka_unit_test(test_ssdp_absent),
 		cmocka_unit_test(test_is_scram),
+		cmocka_unit_test(test_plus_exchange),
+		cmocka_unit_test(test_gs2_header),
+		cmocka_unit_test(test_cb_bad_start),
+		cmocka_unit_test(test_cb_select),
+		cmocka_unit_test(test_offers_plus),
+		cmocka_unit_test(test_plus_cache),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
