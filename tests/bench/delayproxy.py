@@ -115,11 +115,13 @@ class DelayProxy:
         async def shut():
             self._server.close()
             self._cut()
+            # the connections' own tasks end once their pipes are cancelled
             rest = [t for t in asyncio.all_tasks()
                     if t is not asyncio.current_task()]
-            for t in rest:
-                t.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
+            if rest:
+                _, late = await asyncio.wait(rest, timeout=5)
+                for t in late:
+                    t.cancel()
             self._loop.stop()
         asyncio.run_coroutine_threadsafe(shut(), self._loop)
         self._thread.join(10)
