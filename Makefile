@@ -261,7 +261,14 @@ bench:
 	$(MAKE) --no-print-directory clawsd
 	$(MAKE) --no-print-directory -f tests/bench/bench.mk B=$(B) bench-tools
 	$(PYTHON) tests/bench/bench.py
+	$(PYTHON) tests/bench/rtt.py
 
-.PHONY: bench
+# The round-trip row alone (tests/bench/rtt.py: real Prosody and ejabberd
+# behind a 50 ms proxy, about 80 s); in the Debian 13 root:
+# sh tests/debian13.sh bench-rtt.
+bench-rtt: clawsd
+	$(PYTHON) tests/bench/rtt.py
+
+.PHONY: bench bench-rtt
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
