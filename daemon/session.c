@@ -300,6 +300,7 @@ struct session {
 	int			 scram_pinned;	/* no PLAIN once SCRAM was used */
 	struct fast		*fast;		/* SASL2 client id, FAST token */
 	unsigned		 asked;		/* ASK_*: what SASL2 asked for */
+	int			 unanswered;	/* resumed, nothing answered yet */
 	int			 session_required;
 	char			*jid;		/* bound full JID */
 	char			*bind_id;
@@ -577,6 +578,7 @@ clear_connection(struct session *s)
 	s->session_required = 0;
 	s->sm_offered = s->can_bind = 0;
 	s->asked = 0;
+	s->unanswered = 0;
 	s->server_max = 0;
 	set_congested(s, 0);
 	receipts_lost(s);
@@ -1703,6 +1705,17 @@ on_ping_timer(uv_timer_t *t)
 	if (!is_up(s))
 		return;
 	if (s->ping_id != NULL) {
+		/*
+		 * A resumed session that never answered anything, an ack or
+		 * the ping, may be one the server cannot serve any more
+		 * (seen with Prosody 13): resuming it again would send the
+		 * same stanzas into it forever.  A new session gets them.
+		 */
+		if (s->unanswered) {
+			log_warn("stream management: the resumed session "
+			    "never answered; binding a new one next time");
+			sm_forget(s->sm, &s->queue);
+		}
 		fail(s, "ping timeout (%u s)", s->conf->ping_timeout);
 		return;
 	}
@@ -1797,6 +1810,7 @@ resumed(struct session *s, const struct xnode *e, enum state next)
 		log_info("stream management: resent %zu unacknowledged "
 		    "stanzas", i);
 	request_ack(s);
+	s->unanswered = 1;
 	up(s, 1, next);
 }
 
@@ -1923,6 +1937,7 @@ on_a(struct session *s, const struct stream_elem *e)
 		    "unacknowledged: %s", (unsigned long)n, unacked, why);
 		return;
 	}
+	s->unanswered = 0;
 	request_ack(s);
 	queue_flush(s);
 }
@@ -2265,6 +2280,7 @@ pong(struct session *s, struct xnode *iq)
 		return 0;
 	free(s->ping_id);
 	s->ping_id = NULL;
+	s->unanswered = 0;
 	arm_keepalive(s, (uint64_t)s->conf->ping_interval * 1000);
 	return 1;
 }
