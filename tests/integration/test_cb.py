@@ -247,6 +247,9 @@ def test_server_end_point_over_tls12(make_clawsd, prosody, pki, peer, mitm):
     """Over TLS 1.2 clawsd makes no tls-exporter: tls-server-end-point where
     the server offers it.  The proxy presents the server's own certificate,
     so that binding matches across it."""
+    if clawsd_newest_tls() == "TLSv1.3":
+        # OpenSSL marks the downgrade in its random, and mbedtls 3 refuses it
+        pytest.skip("a TLS 1.2-only OpenSSL proxy is a downgrade to mbedtls 3")
     m = mitm(version="TLSv1.2")
     mark = prosody.log_mark()
     d = make_clawsd(tls="direct", port=m.port).start()
