@@ -72,6 +72,7 @@ WAIT = 30 + 40 * RTT
 TLS_LINE = re.compile(r"TLS: (TLSv1\.[0-9])")
 UP_LINE = re.compile(r"session (established|resumed) as ")
 SM_LINE = re.compile(r"stream management enabled \(resumable\)")
+AUTH_LINE = re.compile(r"authenticated as ")
 
 TMP = None
 NOTES = []
@@ -172,8 +173,11 @@ class Rig:
             if not up:
                 return False
             last = up[-1]
+            # after the login: with Bind2 (SASL2) <enabled/> comes with
+            # the bind, before the session is up
+            auth = [m.start() for m in AUTH_LINE.finditer(log, 0, last.start())]
             return last.group(1) == "resumed" or \
-                SM_LINE.search(log, last.end()) is not None
+                SM_LINE.search(log, auth[-1] if auth else last.end()) is not None
         try:
             harness.wait_until(resumable, WAIT, interval=0.02,
                                what="stream management")
