@@ -16,6 +16,7 @@ require` refuse to log in, and a server that offers -PLUS refuses the "y"
 that clawsd then sends."""
 
 import re
+import select
 import socket
 import ssl
 import threading
@@ -112,7 +113,7 @@ class TlsMitm:
         self.lsock.listen(8)
         self.lsock.settimeout(0.2)
         self.port = self.lsock.getsockname()[1]
-        self.socks = []
+        self.threads = []
         self.stopping = False
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
@@ -125,10 +126,11 @@ class TlsMitm:
                 continue
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
 
     def _serve(self, raw):
-        self.socks.append(raw)
         try:
             c = self.ctx.wrap_socket(raw, server_side=True)
             up = self.up_ctx.wrap_socket(
@@ -137,45 +139,48 @@ class TlsMitm:
         except (OSError, ssl.SSLError):
             raw.close()
             return
-        self.socks += [c, up]
-        threading.Thread(target=self._pipe, args=(c, up, False), daemon=True).start()
-        self._pipe(up, c, True)
+        self._pipe(c, up)
 
-    def _pipe(self, src, dst, down):
+    def _pipe(self, c, up):
+        """Both directions in this one thread: an SSL socket read in one
+        thread while another writes or closes it crashes the interpreter."""
+        peer = {c: up, up: c}
         held = ""
         try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if not down:
-                    dst.sendall(data)
-                    continue
-                held += data.decode()
-                # A feature list is rewritten whole.
-                if "<stream:features" in held and "</stream:features>" not in held:
-                    continue
-                if "</stream:features>" in held and self.features is None:
-                    self.features = held
-                dst.sendall(self.rewrite(held).encode())
-                held = ""
+            while not self.stopping:
+                ready = [s for s in peer if s.pending()] or \
+                    select.select(list(peer), [], [], 0.5)[0]
+                for src in ready:
+                    data = src.recv(65536)
+                    if not data:
+                        return
+                    if src is c:
+                        up.sendall(data)
+                        continue
+                    held += data.decode()
+                    # A feature list is rewritten whole.
+                    if "<stream:features" in held and "</stream:features>" not in held:
+                        continue
+                    if "</stream:features>" in held and self.features is None:
+                        self.features = held
+                    c.sendall(self.rewrite(held).encode())
+                    held = ""
         except (OSError, ssl.SSLError, UnicodeDecodeError):
             pass
-        for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
+        finally:
+            for s in (c, up):
+                try:
+                    s.close()
+                except OSError:
+                    pass
 
     def stop(self):
+        """Each connection's thread closes its sockets (see _pipe)."""
         self.stopping = True
         self.lsock.close()
-        for s in self.socks:
-            try:
-                s.close()
-            except OSError:
-                pass
         self.thread.join(5)
+        for t in self.threads:
+            t.join(5)
 
 
 @pytest.fixture

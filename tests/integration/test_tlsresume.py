@@ -7,6 +7,7 @@ OpenSSL server side, which resumes TLS 1.2 session ids and tickets and TLS
 tells whether each handshake resumed, and clawsd's log must say the same."""
 
 import re
+import select
 import socket
 import ssl
 import threading
@@ -35,7 +36,7 @@ class TlsTerminator:
         self.max_version, self.tickets, self.resume = max_version, tickets, resume
         self.ctx = self._context()
         self.reused = []
-        self.socks = []
+        self.generation = 0
         self.lock = threading.Lock()
         self.lsock = socket.create_server(("127.0.0.1", 0))
         self.port = self.lsock.getsockname()[1]
@@ -78,34 +79,36 @@ class TlsTerminator:
         up.settimeout(None)
         with self.lock:
             self.reused.append(down.session_reused)
-            self.socks += [down, up]
-        threading.Thread(target=self._pipe, args=(up, down), daemon=True).start()
-        self._pipe(down, up)
+            gen = self.generation
+        self._pipe(down, up, gen)
 
-    @staticmethod
-    def _pipe(a, b):
+    def _pipe(self, down, up, gen):
+        """Both directions in this one thread (an SSL socket read in one
+        thread while another writes or closes it can crash the
+        interpreter), until a cut() or either side closes."""
+        peer = {down: up, up: down}
         try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
+            while self.generation == gen:
+                ready = [s for s in peer if s.pending()] or \
+                    select.select(list(peer), [], [], 0.05)[0]
+                for a in ready:
+                    data = a.recv(65536)
+                    if not data:
+                        return
+                    peer[a].sendall(data)
         except (OSError, ssl.SSLError):
             pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        finally:
+            for s in (down, up):
+                try:
+                    s.close()
+                except OSError:
+                    pass
 
     def cut(self):
+        """Every connection's thread closes it (within 50 ms)."""
         with self.lock:
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self.generation += 1
 
     def stop(self):
         self.lsock.close()
