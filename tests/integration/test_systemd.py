@@ -117,7 +117,7 @@ def test_ready_status_reload_stopping(make_clawsd, notify):
                 what="STATUS=Binded as " + jid)
     texts = notify.texts()
     assert "STATUS=Connecting" in texts
-    assert any(re.fullmatch(r"STATUS=Authenticate (?:SASL2 )?SCRAM-SHA-\d+", t) for t in texts), texts
+    assert any(re.fullmatch(r"STATUS=Authenticate (?:SASL2 )?SCRAM-SHA-\d+(?:-PLUS)?", t) for t in texts), texts
     # only the main process speaks (NotifyAccess=main)
     assert {pid for _, pid, _ in notify.messages} == {d.proc.pid}
 
