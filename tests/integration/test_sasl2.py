@@ -14,22 +14,10 @@ import pytest
 import harness
 from harness import TEST_ACCOUNTS as ACCOUNTS
 from harness import is_status
-from faultproxy import FaultProxy
+# the fixture make_proxy(port): a FaultProxy in front of the server
+from test_faults import make_proxy  # noqa: F401
 
 SASL2_LOGIN = r"authenticated as bot@localhost with (\S+) \(SASL2\)"
-
-
-@pytest.fixture
-def make_proxy():
-    made = []
-
-    def make(port):
-        p = FaultProxy(port).start()
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        p.stop()
 
 
 def state_dir(d):
