@@ -21,6 +21,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+from faultproxy import FaultProxy  # noqa: E402
 
 ACCOUNTS = harness.TEST_ACCOUNTS
 
@@ -102,6 +103,22 @@ def make_server(pki, xmpp_server):
     for srv in made:
         print("---- own %s log tail:\n%s" % (srv.name, harness.tail(srv.log(), 30)))
         srv.cleanup()
+
+
+@pytest.fixture
+def make_proxy():
+    """make_proxy(port) -> a started FaultProxy (tests/integration/
+    faultproxy.py) to 127.0.0.1:port, stopped at teardown."""
+    made = []
+
+    def make(port):
+        p = FaultProxy(port).start()
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        print("---- proxy %d counters: %r errors: %r" % (p.port, p.counters(), p.errors[:5]))
+        p.stop()
 
 
 @pytest.fixture

@@ -154,21 +154,6 @@ class TimedPeer(Peer):
 
 
 @pytest.fixture
-def make_proxy():
-    """make_proxy(port) -> a started FaultProxy to 127.0.0.1:port."""
-    made = []
-
-    def make(port):
-        p = FaultProxy(port).start()
-        made.append(p)
-        return p
-    yield make
-    for p in made:
-        print("---- proxy %d counters: %r errors: %r" % (p.port, p.counters(), p.errors[:5]))
-        p.stop()
-
-
-@pytest.fixture
 def proxy(make_proxy, prosody):
     """A FaultProxy in front of the shared server's STARTTLS port."""
     return make_proxy(prosody.c2s_port)

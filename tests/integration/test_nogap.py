@@ -19,7 +19,6 @@ import pytest
 import harness
 from harness import TEST_ACCOUNTS as ACCOUNTS
 from harness import Peer, is_status, parse_line, unique
-from faultproxy import FaultProxy
 
 # messages missed in each outage (NOGAP_N=1000 for the issue's figure)
 N = int(os.environ.get("NOGAP_N") or 200)
@@ -40,20 +39,6 @@ def own(make_server, pki):
         return p.start()
     yield srv, peer
     for p in peers:
-        p.stop()
-
-
-@pytest.fixture
-def make_proxy():
-    """make_proxy(port) -> a started FaultProxy to 127.0.0.1:port."""
-    made = []
-
-    def make(port):
-        p = FaultProxy(port).start()
-        made.append(p)
-        return p
-    yield make
-    for p in made:
         p.stop()
 
 

@@ -14,8 +14,6 @@ import pytest
 import harness
 from harness import TEST_ACCOUNTS as ACCOUNTS
 from harness import is_status
-# the fixture make_proxy(port): a FaultProxy in front of the server
-from test_faults import make_proxy  # noqa: F401
 
 SASL2_LOGIN = r"authenticated as bot@localhost with (\S+) \(SASL2\)"
 
