@@ -847,15 +847,77 @@ cmd_listen(struct ctl *c, int argc, char **argv)
 /* status */
 
 static int
+yes(const char *v)
+{
+	return v != NULL && strcmp(v, "yes") == 0;
+}
+
+/* Its rooms (SPEC 8): "room: JID yes|no NICK" lines, or a JSON array. */
+static void
+status_rooms(const struct line *l, enum format f, json_t *o)
+{
+	const char *jid, *nick, *joined;
+	json_t *rooms = json_array(), *r;
+
+	for (jid = line_room(l, NULL); jid != NULL; jid = line_room(l, jid)) {
+		nick = jid + strlen(jid) + 1;
+		joined = nick + strlen(nick) + 1;
+		if (f == OUT_TEXT) {
+			printf("room: %s %s %s\n", jid, yes(joined) ? "yes" :
+			    "no", nick);
+			continue;
+		}
+		r = json_object();
+		json_object_set_new(r, "jid", jstr(jid));
+		json_object_set_new(r, "nick", jstr(nick));
+		json_object_set_new(r, "joined", json_boolean(yes(joined)));
+		json_array_append_new(rooms, r);
+	}
+	json_object_set_new(o, "rooms", rooms);
+}
+
+static void
+print_status(const struct line *l, enum format f)
+{
+	/* Its attributes (SPEC 4.5, 9) and their JSON types. */
+	static const struct {
+		const char	*key;
+		enum { V_STRING, V_YESNO, V_NUMBER } type;
+	} keys[] = {
+		{ "state", V_STRING }, { "jid", V_STRING }, { "sm", V_YESNO },
+		{ "queued", V_NUMBER }, { "unacked", V_NUMBER },
+		{ "clients", V_NUMBER }, { "since", V_NUMBER },
+		{ "catching_up", V_YESNO },
+	};
+	const char *k, *v;
+	json_t *o = json_object();
+	size_t i;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		k = keys[i].key;
+		v = line_attr(l, k);
+		if (f == OUT_TEXT && v != NULL)
+			printf("%s: %s\n", k, v);
+		else if (keys[i].type == V_STRING)
+			json_object_set_new(o, k, jstr(v));
+		else if (keys[i].type == V_YESNO)
+			json_object_set_new(o, k, json_boolean(yes(v)));
+		else if (v != NULL)
+			json_object_set_new(o, k,
+			    json_integer(strtoll(v, NULL, 10)));
+	}
+	status_rooms(l, f, o);
+	if (f == OUT_JSON)
+		print_json(o);
+	else
+		json_decref(o);
+}
+
+static int
 cmd_status(struct ctl *c, int argc, char **argv)
 {
-	static const char *const keys[] = { "state", "jid", "sm", "queued",
-	    "unacked", "clients", "since" };
 	enum format f = OUT_TEXT;
-	const char *v;
-	json_t *o;
 	enum wait w;
-	size_t i;
 	int ch, rc;
 
 	optind = 0;
@@ -880,26 +942,8 @@ cmd_status(struct ctl *c, int argc, char **argv)
 		if (w != W_LINE)
 			return lost(c, w);
 	} while (!is_ctl(c, "status"));
-	if (c->quiet)
-		return 0;
-	o = json_object();
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		v = line_attr(&c->line, keys[i]);
-		if (f == OUT_TEXT && v != NULL)
-			printf("%s: %s\n", keys[i], v);
-		else if (v != NULL && i >= 3)
-			json_object_set_new(o, keys[i],
-			    json_integer(strtoll(v, NULL, 10)));
-		else if (i == 2)
-			json_object_set_new(o, keys[i],
-			    json_boolean(v != NULL && strcmp(v, "yes") == 0));
-		else
-			json_object_set_new(o, keys[i], jstr(v));
-	}
-	if (f == OUT_JSON)
-		print_json(o);
-	else
-		json_decref(o);
+	if (!c->quiet)
+		print_status(&c->line, f);
 	return 0;
 }
 

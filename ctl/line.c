@@ -35,6 +35,31 @@ local_name(const char *name)
 	return sep ? sep + 1 : name;
 }
 
+/* The value of attribute `key' in expat's list, or "". */
+static const char *
+attr_of(const char **attrs, const char *key)
+{
+	size_t i;
+
+	for (i = 0; attrs[i] != NULL; i += 2)
+		if (strcmp(attrs[i], key) == 0)
+			return attrs[i + 1];
+	return "";
+}
+
+static void
+add_room(struct line *l, const char **attrs)
+{
+	static const char *const keys[] = { "jid", "nick", "joined" };
+	const char *v;
+	size_t i;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		v = attr_of(attrs, keys[i]);
+		buf_append(&l->rooms, v, strlen(v) + 1);
+	}
+}
+
 static void XMLCALL
 on_start(void *arg, const char *name, const char **attrs)
 {
@@ -64,7 +89,9 @@ on_start(void *arg, const char *name, const char **attrs)
 	    !l->has_body) {
 		l->has_body = 1;
 		ps->in_body = 1;
-	} else if (ps->depth == 2 && named(name, LINE_NS_CLIENT, "error"))
+	} else if (ps->depth == 2 && l->ctl && named(name, LINE_NS_CTL, "room"))
+		add_room(l, attrs);
+	else if (ps->depth == 2 && named(name, LINE_NS_CLIENT, "error"))
 		ps->in_error = 1;
 	else if (ps->depth == 3 && ps->in_error && l->error[0] == '\0' &&
 	    strncmp(name, NS_STANZAS "\x01", sizeof(NS_STANZAS)) == 0)
@@ -145,6 +172,7 @@ line_init(struct line *l)
 	buf_init(&l->attrs);
 	buf_init(&l->text);
 	buf_init(&l->body);
+	buf_init(&l->rooms);
 }
 
 void
@@ -153,6 +181,7 @@ line_free(struct line *l)
 	buf_free(&l->attrs);
 	buf_free(&l->text);
 	buf_free(&l->body);
+	buf_free(&l->rooms);
 	line_init(l);
 }
 
@@ -187,6 +216,22 @@ line_attr(const struct line *l, const char *name)
 		p += strlen(p) + 1;
 	}
 	return NULL;
+}
+
+const char *
+line_room(const struct line *l, const char *prev)
+{
+	const char *p, *end;
+	int skip;
+
+	if (l->rooms.len == 0)
+		return NULL;
+	p = l->rooms.data;
+	end = p + l->rooms.len;
+	if (prev != NULL)
+		for (p = prev, skip = 0; skip < 3 && p < end; skip++)
+			p += strlen(p) + 1;
+	return p < end ? p : NULL;
 }
 
 int

@@ -1,7 +1,7 @@
 /*
  * One line from the daemon (SPEC 4.1), read with expat: the top element's
- * name and namespace, its attributes, its text, and the text of a
- * jabber:client <body/> child.
+ * name and namespace, its attributes, its text, the text of a
+ * jabber:client <body/> child, and the rooms of a status answer.
  */
 #ifndef CLAWSDCTL_LINE_H
 #define CLAWSDCTL_LINE_H
@@ -22,6 +22,8 @@ struct line {
 	struct buf	 text;		/* the top element's own text */
 	struct buf	 body;		/* the <body/> child's text */
 	int		 has_body;
+	struct buf	 rooms;		/* jid NUL nick NUL joined NUL ... of
+					 * the <room/> children (SPEC 8) */
 	char		 error[64];	/* a stanza error's condition */
 };
 
@@ -31,6 +33,9 @@ void		 line_free(struct line *);
 int		 line_parse(struct line *, const char *, size_t);
 /* An attribute of the top element without a namespace, or NULL. */
 const char	*line_attr(const struct line *, const char *name);
+/* The room after `prev' (NULL: the first), or NULL; its nick and joined
+ * follow it as the next two strings. */
+const char	*line_room(const struct line *, const char *prev);
 /* Is `data' one well-formed XML element (for iq payloads)? */
 int		 line_is_element(const char *data, size_t len);
 

@@ -166,12 +166,15 @@ def test_status_text_and_json(ctl_bin, up):
     fields = dict(l.split(": ", 1) for l in out.splitlines())
     assert fields["state"] == "Binded"
     assert fields["jid"].startswith(BOT + "/")
+    assert fields["catching_up"] in ("yes", "no")
+    assert "room" not in fields
     rc, out, err = run(ctl_bin, up, "status", "-o", "json")
     assert rc == 0, err
     st = json.loads(out)
     assert st["state"] == "Binded" and st["clients"] >= 2
     assert isinstance(st["sm"], bool) and isinstance(st["since"], int)
-    assert st["queued"] == 0
+    assert isinstance(st["catching_up"], bool)
+    assert st["queued"] == 0 and st["rooms"] == []
 
 
 def test_socket_from_environment_and_config(ctl_bin, up):

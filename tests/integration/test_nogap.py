@@ -8,9 +8,11 @@ Modest counts keep `make check` fast; the figures (catch-up time, self-ping
 detection time) are printed on lines starting with NOGAP: (pytest -s).
 """
 
+import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -291,6 +293,15 @@ def test_room_joined_relayed_and_kept_on_resume(make_clawsd, make_proxy, server,
     st = ask_status(c)
     assert st.get("catching_up") == "no"
     assert rooms_in(st) == {room: ("bot", "yes")}
+    # clawsdctl status shows the same (SPEC 7)
+    out = subprocess.run([str(harness.CLAWSDCTL_BIN), "-s", str(d.socket_path), "status",
+                          "-o", "json"], stdout=subprocess.PIPE, check=True, timeout=30).stdout
+    st = json.loads(out)
+    assert st["catching_up"] is False
+    assert st["rooms"] == [{"jid": room, "nick": "bot", "joined": True}]
+    out = subprocess.run([str(harness.CLAWSDCTL_BIN), "-s", str(d.socket_path), "status"],
+                         stdout=subprocess.PIPE, check=True, timeout=30).stdout.decode()
+    assert "room: %s yes bot\n" % room in out and "catching_up: no\n" in out
 
     # a resumed session keeps its rooms: no second join
     proxy.cut()
