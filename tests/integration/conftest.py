@@ -162,11 +162,12 @@ def _peer(prosody, pki, user):
 
 @pytest.fixture
 def make_peer(prosody, pki):
-    """make_peer(user='peer') -> a started Peer, stopped at teardown."""
+    """make_peer(user='peer', server=None) -> a started Peer on that server
+    (the shared one by default), stopped at teardown."""
     peers = []
 
-    def make(user="peer"):
-        p = _peer(prosody, pki, user)
+    def make(user="peer", server=None):
+        p = _peer(server or prosody, pki, user)
         peers.append(p)
         return p.start()
     yield make

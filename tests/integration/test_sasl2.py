@@ -13,7 +13,7 @@ import pytest
 
 import harness
 from harness import TEST_ACCOUNTS as ACCOUNTS
-from harness import is_status
+from harness import is_status, message_xml, unique
 
 SASL2_LOGIN = r"authenticated as bot@localhost with (\S+) \(SASL2\)"
 
@@ -157,4 +157,38 @@ def test_cut_resumes_inline_nothing_lost(make_clawsd, make_proxy, server, peer):
                        timeout=20)
         got.append(m.findtext("{jabber:client}body"))
     assert got == bodies
+    c.close()
+
+
+def test_server_restarted_new_session_nothing_lost(make_clawsd, make_server, make_peer, server):
+    """The server restarted (one of the test's own): the session it kept is
+    gone, so the inline resume is refused and Bind2 makes a new one in the
+    same <authenticate/>; the token still logs in where the server kept it
+    (Prosody stores it), else the password does.  What a client wrote while
+    the server was down goes out once the new session is up."""
+    sasl2_only(server)
+    srv = make_server()
+    d = with_state(make_clawsd, port=srv.c2s_port, reconnect_delay=1,
+                   reconnect_max_delay=2).start()
+    c, first = connected(d)
+    d.wait_log(r"FAST: got a token")
+    d.wait_log(r"stream management enabled \(resumable\)")
+    srv.stop()
+    c.wait_for(lambda e: is_status(e, "disconnected"), timeout=20)
+    mid = unique("restart")
+    c.send(message_xml(srv.jid("peer"), "written while the server was down", id=mid))
+    srv.start()
+    el = c.wait_for(lambda e: is_status(e, "connected"), timeout=30)
+    assert el.get("resumed") == "false"
+    d.wait_log(r"the server cannot resume the session .*binding a new one")
+    m = re.findall(SASL2_LOGIN, d.log())
+    print("%s after a restart logged in with %s" % (srv.name, m[-1]))
+    assert len(m) == 2 and m[-1] in ("HT-SHA-256-NONE", "SCRAM-SHA-1", "SCRAM-SHA-256",
+                                     "SCRAM-SHA-512", "SCRAM-SHA-1-PLUS",
+                                     "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS")
+    if srv.name == "prosody":
+        assert m[-1] == "HT-SHA-256-NONE"
+    peer = make_peer(server=srv)
+    got = peer.wait_message(lambda msg: msg.id == mid, timeout=15)
+    assert got.body == "written while the server was down"
     c.close()
