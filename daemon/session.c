@@ -363,6 +363,7 @@ static void
 set_state(struct session *s, enum state next, const char *detail)
 {
 	const char *from = machine[s->state].seed, *to = machine[next].seed;
+	int shown;
 
 	if (s->state == next)
 		return;
@@ -370,7 +371,12 @@ set_state(struct session *s, enum state next, const char *detail)
 		detail = machine[next].detail;
 	log_debug("state: %s -> %s%s%s", from, to, detail ? ": " : "",
 	    detail ? detail : "");
+	/* States alike outside (UP2, BINDED) are one state to the user. */
+	shown = strcmp(from, to) != 0 || machine[s->state].detail != NULL ||
+	    machine[next].detail != NULL;
 	s->state = next;
+	if (!shown)
+		return;
 	s->since = uv_now(s->loop);
 	if (s->cb->state != NULL)
 		s->cb->state(s->arg, to, detail);

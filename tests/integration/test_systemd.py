@@ -128,6 +128,10 @@ def test_ready_status_reload_stopping(make_clawsd, notify):
     i = wait_notify(notify, d, lambda t: t.startswith("RELOADING=1"), 5,
                     mark, "RELOADING=1")
     t1 = time.monotonic()
+    # one session, one "Binded" (with SASL2 the features that follow the
+    # success change nothing the user sees)
+    before = [t for _, _, t in notify.messages[:i]]
+    assert len([t for t in before if t.startswith("STATUS=Binded as")]) == 1, before
     m = re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=(\d+)", notify.messages[i][2])
     assert m, notify.messages[i][2]
     assert int(t0 * 1e6) - 1000 <= int(m.group(1)) <= int(t1 * 1e6) + 1000
