@@ -62,11 +62,78 @@ printable(const char *s, size_t max)
 	return 1;
 }
 
-/* The mechanisms this build can prove a token with. */
+/*
+ * The mechanisms this build can prove a token with, best first, and the
+ * channel binding each proves (XEP-0484 section 3.1): -EXPR binds the
+ * connection (TLS 1.3), -ENDP the server's certificate, -NONE nothing.
+ * -UNIQ (tls-unique) is left out: it is unsafe without extended master
+ * secret (RFC 9266), and TLS 1.3 has none.
+ */
+static const struct {
+	const char	*mech;
+	const char	*cb;
+} ht[] = {
+	{ HT_PREFIX "EXPR", "tls-exporter" },
+	{ HT_PREFIX "ENDP", "tls-server-end-point" },
+	{ HT_PREFIX "NONE", "" },
+};
+
+const char *
+fast_cb_type(const char *mech)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(ht) / sizeof(ht[0]); i++)
+		if (strcmp(mech, ht[i].mech) == 0)
+			return ht[i].cb;
+	return NULL;
+}
+
 static int
 known_mech(const char *mech)
 {
-	return strcmp(mech, HT_PREFIX "NONE") == 0;
+	return fast_cb_type(mech) != NULL;
+}
+
+/* Can this connection prove `cb' ("" none), bound only if `bound'? */
+static int
+provable(const char *cb, const char *ours, int bound)
+{
+	if (*cb == '\0')
+		return !bound;
+	return sasl_cb_select(ours, &cb, 1) != NULL;
+}
+
+static int
+listed(const char *mech, const char *const *list, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(list[i], mech) == 0)
+			return 1;
+	return 0;
+}
+
+const char *
+fast_choose(const char *const *offered, size_t n, const char *ours,
+    int bound)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(ht) / sizeof(ht[0]); i++)
+		if (listed(ht[i].mech, offered, n) &&
+		    provable(ht[i].cb, ours, bound))
+			return ht[i].mech;
+	return NULL;
+}
+
+int
+fast_usable(const struct fast *f, const char *const *offered, size_t n,
+    const char *ours, int bound)
+{
+	return f->token != NULL && listed(f->mech, offered, n) &&
+	    provable(fast_cb_type(f->mech), ours, bound);
 }
 
 static int

@@ -37,6 +37,21 @@ const char	*fast_mech(const struct fast *);
  * when the mechanism or the token is not one clawsd can use or keep.
  */
 int		 fast_set(struct fast *, const char *mech, const char *token);
+/*
+ * The channel-binding type an HT mechanism proves ("tls-exporter", ...), ""
+ * for -NONE; NULL for a mechanism clawsd does not know.
+ */
+const char	*fast_cb_type(const char *mech);
+/*
+ * The best HT mechanism of the `n' offered that this connection can prove:
+ * `ours' lists the channel-binding types it can make (space-separated, as
+ * link_cb_types); `bound': a channel-bound one only.  NULL: none.
+ */
+const char	*fast_choose(const char *const *offered, size_t n,
+		    const char *ours, int bound);
+/* Is there a token whose mechanism is offered and provable, as above? */
+int		 fast_usable(const struct fast *, const char *const *offered,
+		    size_t n, const char *ours, int bound);
 /* Forget the token (refused by the server). */
 void		 fast_drop(struct fast *);
 /*

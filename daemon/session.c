@@ -86,8 +86,6 @@
 #define NS_SASL2	"urn:xmpp:sasl:2"
 #define NS_BIND2	"urn:xmpp:bind:0"
 #define NS_FAST		"urn:xmpp:fast:0"
-/* The FAST mechanism clawsd asks a token for (fast.c proves it). */
-#define FAST_MECH	"HT-SHA-256-NONE"
 
 /*
  * Stanzas wait in the queue while this much is still unsent on the link.
@@ -300,6 +298,7 @@ struct session {
 	int			 scram_pinned;	/* no PLAIN once SCRAM was used */
 	struct fast		*fast;		/* SASL2 client id, FAST token */
 	unsigned		 asked;		/* ASK_*: what SASL2 asked for */
+	const char		*token_mech;	/* of the token asked for */
 	int			 unanswered;	/* resumed, nothing answered yet */
 	int			 session_required;
 	char			*jid;		/* bound full JID */
@@ -1144,6 +1143,22 @@ children_text(const struct xnode *parent, const char *list, const char *ns,
 	return n;
 }
 
+/* The channel-binding types this connection makes, as configured. */
+static const char *
+cb_ours(struct session *s)
+{
+	if (s->conf->channel_binding == CONF_CB_NO)
+		return "";
+	return link_cb_types(s->link);
+}
+
+/* `require': a login that is not channel-bound is refused. */
+static int
+cb_required(const struct session *s)
+{
+	return s->conf->channel_binding == CONF_CB_REQUIRE;
+}
+
 /*
  * The channel binding for SCRAM: the best type of XEP-0440's list that
  * this connection can make, with its data in `data' (SASL_CB_MAX bytes);
@@ -1160,9 +1175,7 @@ choose_cb(struct session *s, const char *const *offered, size_t n,
 	int len;
 
 	memset(cb, 0, sizeof(*cb));
-	if (s->conf->channel_binding == CONF_CB_NO)
-		return;
-	ours = link_cb_types(s->link);
+	ours = cb_ours(s);
 	cb->capable = *ours != '\0' && !sasl_offers_plus(offered, n);
 	cb->type = sasl_cb_select(ours, cbtypes, ncb);
 	if (cb->type == NULL)
@@ -1210,8 +1223,7 @@ sasl_begin(struct session *s, const char **offered, size_t n,
 	    link_encrypted(s->link), cb.type != NULL);
 	if (!sasl_is_plus(mech))
 		cb.type = NULL;
-	if (mech != SASL_NONE && !sasl_is_plus(mech) &&
-	    s->conf->channel_binding == CONF_CB_REQUIRE) {
+	if (mech != SASL_NONE && !sasl_is_plus(mech) && cb_required(s)) {
 		/* As a wrong password: a man in the middle stays there. */
 		end_connection(s, END_AUTH, "SASL: channel_binding = require, "
 		    "but the server offers no SCRAM-*-PLUS with a "
@@ -1303,13 +1315,12 @@ offers(const struct xnode *parent, const char *ns, const char *item,
  */
 static void
 auth2_inline(struct session *s, const struct xnode *in, int use_fast,
-    struct buf *b)
+    const char **ht, size_t nht, struct buf *b)
 {
 	const struct xnode *bind = xnode_child(in, "bind", NS_BIND2);
 	const struct xnode *bin = bind ? xnode_child(bind, "inline",
 	    NS_BIND2) : NULL;
-	const struct xnode *fastf = xnode_child(in, "fast", NS_FAST);
-	const char *id = sm_resume_id(s->sm);
+	const char *id = sm_resume_id(s->sm), *mech;
 	int sm = s->conf->stream_management;
 
 	s->asked = 0;
@@ -1334,31 +1345,75 @@ auth2_inline(struct session *s, const struct xnode *in, int use_fast,
 	}
 	if (use_fast)
 		buf_puts(b, "<fast xmlns='" NS_FAST "'/>");
-	else if (s->conf->channel_binding != CONF_CB_REQUIRE &&
-	    offers(fastf, NS_FAST, "mechanism", NULL, FAST_MECH)) {
-		buf_puts(b, "<request-token xmlns='" NS_FAST "' mechanism='"
-		    FAST_MECH "'/>");
+	else if ((mech = fast_choose(ht, nht, cb_ours(s), cb_required(s))) !=
+	    NULL) {
+		buf_puts(b, "<request-token xmlns='" NS_FAST "'");
+		xmlw_attr_pair(b, "mechanism", mech);
+		buf_puts(b, "/>");
 		s->asked |= ASK_TOKEN;
+		s->token_mech = mech;
 	}
 }
 
-/* The initial response: a FAST token's, or SCRAM's (the password's). */
+/*
+ * The channel-binding data the token's mechanism proves, in `data'
+ * (SASL_CB_MAX bytes): its length, 0 for none, or -1.
+ */
+static int
+fast_cb(struct session *s, unsigned char *data)
+{
+	const char *type = fast_cb_type(fast_mech(s->fast));
+
+	if (type == NULL)
+		return -1;
+	if (*type == '\0')
+		return 0;
+	return link_cb_data(s->link, type, data, SASL_CB_MAX);
+}
+
+/* The token's initial response.  0, or -1. */
+static int
+fast_begin(struct session *s, struct buf *initial)
+{
+	unsigned char cb[SASL_CB_MAX];
+	int len = fast_cb(s, cb), rc = -1;
+
+	if (len >= 0)
+		rc = fast_initial(s->fast, s->conf->user, cb, (size_t)len,
+		    initial);
+	mbedtls_platform_zeroize(cb, sizeof(cb));
+	return rc;
+}
+
+/* The server's answer to the token's proof: 0 when it knew the token. */
+static int
+fast_check(struct session *s, const char *data, size_t len)
+{
+	unsigned char cb[SASL_CB_MAX];
+	int cblen = fast_cb(s, cb), rc = -1;
+
+	if (cblen >= 0)
+		rc = fast_verify(s->fast, cb, (size_t)cblen, data, len);
+	mbedtls_platform_zeroize(cb, sizeof(cb));
+	return rc;
+}
+
+/*
+ * The initial response: a FAST token's, where its mechanism is offered
+ * (`ht') and this connection can prove it, or SCRAM's (the password's).
+ */
 static int
 auth2_begin(struct session *s, const struct xnode *features,
-    const struct xnode *in, struct buf *initial, const char **name)
+    const char **ht, size_t nht, struct buf *initial, const char **name)
 {
-	const struct xnode *fastf = in ? xnode_child(in, "fast", NS_FAST) :
-	    NULL;
 	const char **offered = NULL, **cbtypes = NULL;
 	enum sasl_mech mech;
 	size_t n, ncb;
 	int rc = -1;
 
-	/* HT-SHA-256-NONE is not channel-bound: not with `require'. */
-	*name = fast_mech(s->fast);
-	if (*name != NULL && s->conf->channel_binding != CONF_CB_REQUIRE &&
-	    offers(fastf, NS_FAST, "mechanism", NULL, *name)) {
-		if (fast_initial(s->fast, s->conf->user, NULL, 0, initial) == 0)
+	if (fast_usable(s->fast, ht, nht, cb_ours(s), cb_required(s))) {
+		*name = fast_mech(s->fast);
+		if (fast_begin(s, initial) == 0)
 			return 1;
 		fail(s, "FAST: cannot compute the token's proof");
 		return -1;
@@ -1387,14 +1442,19 @@ start_auth2(struct session *s, const struct xnode *features)
 	const struct xnode *auth = xnode_child(features, "authentication",
 	    NS_SASL2);
 	const struct xnode *in = xnode_child(auth, "inline", NS_SASL2);
-	const char *name, *id = fast_client_id(s->fast);
+	const char *name, *id = fast_client_id(s->fast), **ht = NULL;
 	char detail[64];
 	struct buf initial, b;
+	size_t nht = 0;
 	int use_fast;
 
+	if (in != NULL)
+		nht = children_text(in, "fast", NS_FAST, "mechanism", NULL,
+		    &ht);
 	buf_init(&initial);
 	buf_init(&b);
-	if ((use_fast = auth2_begin(s, features, in, &initial, &name)) < 0)
+	if ((use_fast = auth2_begin(s, features, ht, nht, &initial, &name)) <
+	    0)
 		goto out;
 	buf_puts(&b, "<authenticate xmlns='" NS_SASL2 "'");
 	xmlw_attr_pair(&b, "mechanism", name);
@@ -1407,7 +1467,7 @@ start_auth2(struct session *s, const struct xnode *features)
 	xmlw_attr_pair(&b, "id", id);
 	buf_puts(&b, "><software>clawsd</software></user-agent>");
 	if (in != NULL)
-		auth2_inline(s, in, use_fast, &b);
+		auth2_inline(s, in, use_fast, ht, nht, &b);
 	else
 		s->asked = 0;
 	buf_puts(&b, "</authenticate>");
@@ -1415,6 +1475,7 @@ start_auth2(struct session *s, const struct xnode *features)
 	snprintf(detail, sizeof(detail), "SASL2 %s", name);
 	set_state(s, use_fast ? ST_FAST : ST_AUTHENTICATE2, detail);
 out:
+	free(ht);
 	wipe(&initial);
 	buf_free(&initial);
 	wipe(&b);
@@ -2059,7 +2120,7 @@ auth2_proof(struct session *s, const struct xnode *e)
 		if (s->state == ST_FAST) {
 			err = "FAST: the server did not prove it knows the "
 			    "token";
-			rc = fast_verify(s->fast, NULL, 0, in.data, in.len);
+			rc = fast_check(s, in.data, in.len);
 		} else
 			rc = sasl_finish(&s->sasl, in.data ? in.data : "",
 			    in.len, &err);
@@ -2112,7 +2173,7 @@ static void
 take_token(struct session *s, const struct xnode *t)
 {
 	const char *mech = s->state == ST_FAST ? fast_mech(s->fast) :
-	    FAST_MECH;
+	    s->token_mech;
 
 	if (fast_set(s->fast, mech, xnode_attr(t, "token")) != 0) {
 		log_warn("FAST: the server's token is not one clawsd can use: "

@@ -16,6 +16,8 @@ from harness import TEST_ACCOUNTS as ACCOUNTS
 from harness import is_status, message_xml, unique
 
 SASL2_LOGIN = r"authenticated as bot@localhost with (\S+) \(SASL2\)"
+HT_LOGIN = r"with (HT-SHA-256-(?:EXPR|ENDP|NONE)) \(SASL2\)"
+TLS_LINE = re.compile(r"TLS: (TLSv1\.[23]) with ")
 
 
 def state_dir(d):
@@ -32,6 +34,21 @@ def with_state(make_clawsd, **kw):
 
 def token_file(d):
     return state_dir(d) / "sasl2"
+
+
+def token_mech(d):
+    """The mechanism of the token in the daemon's file."""
+    lines = token_file(d).read_text().splitlines()
+    return [l.split()[1] for l in lines if l.startswith("token ")][0]
+
+
+def best_ht(d):
+    """The HT mechanism the token should have, unless configured otherwise:
+    bound to the connection over TLS 1.3 (both Debian 13 servers offer
+    HT-SHA-256-EXPR, and clawsd with mbedtls 3.6 makes tls-exporter),
+    else to the server's certificate."""
+    version = TLS_LINE.search(d.log()).group(1)
+    return "HT-SHA-256-EXPR" if version == "TLSv1.3" else "HT-SHA-256-ENDP"
 
 
 def connected(d, timeout=20):
@@ -77,6 +94,7 @@ def test_first_login_sasl2_bind2_token(make_clawsd, server):
     lines = f.read_text().splitlines()
     token = [l.split()[2] for l in lines if l.startswith("token ")]
     assert len(token) == 1 and lines[0].startswith("id ")
+    assert token_mech(d) == best_ht(d)
     assert token[0] not in d.log()
     assert ACCOUNTS["bot"] not in d.log()
     assert m
@@ -96,14 +114,15 @@ def test_restart_logs_in_with_fast(make_clawsd, server):
     d.start()
     c, again = connected(d)
     c.close()
-    d.wait_log(r"with HT-SHA-256-NONE \(SASL2\)")
+    mech = d.wait_log(HT_LOGIN).group(1)
+    assert mech == token_mech(d) == best_ht(d)
     assert token_file(d).read_text().splitlines()[0] == ident
     assert again.get("resumed") == "false"
     # the server saw a login with the token, not the password
     # (ejabberd's log comes a moment later)
     logins = harness.wait_until(lambda: server.sasl_successes_since(mark), 5,
                                 what="the server's log of the login")
-    assert [m for _, m in logins] == ["HT-SHA-256-NONE"]
+    assert [m for _, m in logins] == [mech]
     if server.name == "prosody":
         assert again.get("jid") == first.get("jid")
 
@@ -149,7 +168,7 @@ def test_cut_resumes_inline_nothing_lost(make_clawsd, make_proxy, server, peer):
     el = c.wait_for(lambda e: is_status(e, "connected"), timeout=30)
     assert el.get("resumed") == "true"
     assert el.get("jid") == first.get("jid")
-    d.wait_log(r"with HT-SHA-256-NONE \(SASL2\)")
+    d.wait_log(HT_LOGIN)
     got = []
     while len(got) < len(bodies):
         m = c.wait_for(lambda e: e.tag == "{jabber:client}message"
@@ -183,12 +202,34 @@ def test_server_restarted_new_session_nothing_lost(make_clawsd, make_server, mak
     d.wait_log(r"the server cannot resume the session .*binding a new one")
     m = re.findall(SASL2_LOGIN, d.log())
     print("%s after a restart logged in with %s" % (srv.name, m[-1]))
-    assert len(m) == 2 and m[-1] in ("HT-SHA-256-NONE", "SCRAM-SHA-1", "SCRAM-SHA-256",
-                                     "SCRAM-SHA-512", "SCRAM-SHA-1-PLUS",
-                                     "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS")
-    if srv.name == "prosody":
-        assert m[-1] == "HT-SHA-256-NONE"
+    # both servers keep their tokens across a restart
+    assert len(m) == 2 and m[-1] == token_mech(d) == best_ht(d)
     peer = make_peer(server=srv)
     got = peer.wait_message(lambda msg: msg.id == mid, timeout=15)
     assert got.body == "written while the server was down"
     c.close()
+
+
+@pytest.mark.parametrize("binding", ["no", "require"])
+def test_token_binding_follows_channel_binding(make_clawsd, server, binding):
+    """channel_binding = no asks for an unbound token (HT-SHA-256-NONE);
+    require logs in only bound, a NONE token included: it is not used, the
+    password logs in (SCRAM-*-PLUS) and a bound token replaces it."""
+    sasl2_only(server)
+    d = with_state(make_clawsd, xmpp={"channel_binding": "no"}).start()
+    c, _ = connected(d)
+    c.close()
+    d.wait_log(r"FAST: got a token")
+    assert token_mech(d) == "HT-SHA-256-NONE"
+    d.stop()
+    d.xmpp_opts["channel_binding"] = binding
+    d.write_config()
+    d.start()
+    c, _ = connected(d)
+    c.close()
+    if binding == "no":
+        assert d.wait_log(HT_LOGIN).group(1) == "HT-SHA-256-NONE"
+        return
+    assert re.search(r"with SCRAM-SHA-\S+-PLUS \(SASL2\)", d.log())
+    d.wait_log(r"FAST: got a token", count=2)
+    assert token_mech(d) == best_ht(d)

@@ -28,6 +28,12 @@ static const char initiator[] =
 static const char responder[] =
     "90fd060e34951aa445e2728bb488b74255c5b8355fea618546f7588e5427a204";
 
+/* The same with the channel binding 00 01 ... 1f after the label. */
+static const char initiator_cb[] =
+    "18ade4b5964609ea3b0c6afca1cbcdf45db48e0170743d45571808f19ca1d20e";
+static const char responder_cb[] =
+    "f3686c9880622e02ca67c42aada7cb49412c5f9f38681a6e7c8889d8b5ae7173";
+
 struct fx {
 	char	 top[64];
 	char	 dir[128];
@@ -187,6 +193,74 @@ test_ht_proofs(void **st)
 	fast_free(f);
 }
 
+static void
+test_ht_bound_proofs(void **st)
+{
+	struct fast *f = fast_new();
+	unsigned char cb[32], want[32], resp[32];
+	struct buf b;
+	size_t i;
+
+	for (i = 0; i < sizeof(cb); i++)
+		cb[i] = (unsigned char)i;
+	assert_int_equal(fast_open(f, NULL), 0);
+	assert_int_equal(fast_set(f, "HT-SHA-256-EXPR", TOKEN), 0);
+	buf_init(&b);
+	assert_int_equal(fast_initial(f, "bot", cb, sizeof(cb), &b), 0);
+	unhex(initiator_cb, want);
+	assert_int_equal(b.len, 4 + 32);
+	assert_memory_equal(b.data + 4, want, 32);
+	unhex(responder_cb, resp);
+	assert_int_equal(fast_verify(f, cb, sizeof(cb), (char *)resp, 32), 0);
+	/* The same token over another channel proves nothing. */
+	assert_int_equal(fast_verify(f, NULL, 0, (char *)resp, 32), -1);
+	cb[0] ^= 1;
+	assert_int_equal(fast_verify(f, cb, sizeof(cb), (char *)resp, 32), -1);
+	buf_free(&b);
+	fast_free(f);
+}
+
+static void
+test_ht_mechanism_choice(void **st)
+{
+	const char *all[] = { "HT-SHA-256-NONE", "HT-SHA-256-UNIQ",
+	    "HT-SHA-256-EXPR", "HT-SHA-256-ENDP" };
+	const char *none[] = { "HT-SHA-256-NONE" };
+	const char *endp[] = { "HT-SHA-256-ENDP", "HT-SHA-256-NONE" };
+	const char *both = "tls-exporter tls-server-end-point";
+	struct fast *f = fast_new();
+
+	assert_string_equal(fast_cb_type("HT-SHA-256-EXPR"), "tls-exporter");
+	assert_string_equal(fast_cb_type("HT-SHA-256-ENDP"),
+	    "tls-server-end-point");
+	assert_string_equal(fast_cb_type("HT-SHA-256-NONE"), "");
+	assert_null(fast_cb_type("HT-SHA-256-UNIQ"));
+	/* The best binding both sides have, whatever the server's order. */
+	assert_string_equal(fast_choose(all, 4, both, 0), "HT-SHA-256-EXPR");
+	assert_string_equal(fast_choose(all, 4, "tls-server-end-point", 0),
+	    "HT-SHA-256-ENDP");
+	assert_string_equal(fast_choose(all, 4, "", 0), "HT-SHA-256-NONE");
+	assert_string_equal(fast_choose(endp, 2, "tls-exporter", 0),
+	    "HT-SHA-256-NONE");
+	/* `require': bound, or no token at all. */
+	assert_string_equal(fast_choose(all, 4, both, 1), "HT-SHA-256-EXPR");
+	assert_null(fast_choose(none, 1, both, 1));
+	assert_null(fast_choose(endp, 2, "tls-exporter", 1));
+	assert_null(fast_choose(NULL, 0, both, 0));
+
+	assert_int_equal(fast_open(f, NULL), 0);
+	assert_false(fast_usable(f, all, 4, both, 0));
+	assert_int_equal(fast_set(f, "HT-SHA-256-EXPR", TOKEN), 0);
+	assert_true(fast_usable(f, all, 4, both, 1));
+	/* TLS 1.2 makes no tls-exporter; nor does a server not offering it. */
+	assert_false(fast_usable(f, all, 4, "tls-server-end-point", 0));
+	assert_false(fast_usable(f, endp, 2, both, 0));
+	assert_int_equal(fast_set(f, "HT-SHA-256-NONE", TOKEN), 0);
+	assert_true(fast_usable(f, all, 4, "", 0));
+	assert_false(fast_usable(f, all, 4, both, 1));
+	fast_free(f);
+}
+
 #define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int
@@ -198,6 +272,8 @@ main(void)
 		T(test_unusable_tokens_refused),
 		T(test_bad_lines_ignored),
 		T(test_ht_proofs),
+		T(test_ht_bound_proofs),
+		T(test_ht_mechanism_choice),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
