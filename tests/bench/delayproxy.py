@@ -172,6 +172,13 @@ class DelayProxy:
         c = Conn(len(self.conns), time.monotonic())
         self.conns.append(c)
         c._writers.append(writer)
+        # asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+        # which an accepted one does not: Nagle would hold a chunk written
+        # right after another until the daemon's delayed ACK of the first,
+        # ~40 ms that no real link has (the server's TLS 1.3 tickets and
+        # its stream features come as such a pair).
+        writer.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.on_accept is not None:
             self.on_accept(c)
         if self._refuse:
