@@ -345,6 +345,10 @@ class FaultProxy:
             cs.setblocking(False)
             us = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             us.setblocking(False)
+            # a transparent proxy: no Nagle wait (for a delayed ACK) that
+            # neither end asked for
+            for s in (cs, us):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._next_id += 1
             c = _Conn(self._next_id, cs, us)
             self._conns[c.id] = c
