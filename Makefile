@@ -78,8 +78,15 @@ unit: $(UNIT_BIN)
 
 # PYTEST_ARGS: more pytest arguments, e.g. "-k tls tests/integration/test_x.py".
 PYTEST_ARGS ?= tests/integration
+# The tests wait far more than they compute: PYTEST_JOBS of them at once
+# (pytest-xdist, when installed; each worker starts its own servers).
+# PYTEST_JOBS=1 runs them one by one (and lets -s show their output).
+PYTEST_JOBS ?= 4
+PYTEST_PAR = $(if $(filter-out 0 1,$(PYTEST_JOBS)),$(if $(shell $(PYTHON) \
+	-c 'import xdist' 2>/dev/null && echo yes),-n $(PYTEST_JOBS)))
+PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_PAR)
 integration: clawsd clawsdctl $(B)/tests/srvq
-	$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 check: deps
 	$(MAKE) unit
@@ -233,9 +240,11 @@ asan-check: asan-build
 	@set -e; for t in $(ASAN_UNIT_BIN); do \
 	    echo "== $$t (ASan+UBSan)"; $(ASAN_ENV) $$t; done
 	$(ASAN_ENV) CLAWSD_BIN=$(CURDIR)/$(BA)/clawsd \
-	    CLAWSDCTL_BIN=$(CURDIR)/$(BA)/clawsdctl CLAWSD_TEST_SERVERS=$(ASAN_SERVERS) $(PYTHON) -m pytest -q \
-	    -p no:cacheprovider $(ASAN_PYTEST_ARGS) tests/integration
+	    CLAWSDCTL_BIN=$(CURDIR)/$(BA)/clawsdctl \
+	    CLAWSD_TEST_SERVERS=$(ASAN_SERVERS) $(PYTEST) $(ASAN_PYTEST_ARGS) \
+	    tests/integration
 
+# Under valgrind the daemon computes more than the tests wait: one by one.
 valgrind: clawsd
 	CLAWSD_WRAPPER="$(VALGRIND)" $(PYTHON) -m pytest -q -p no:cacheprovider \
 	    $(VALGRIND_PYTEST_ARGS) tests/integration

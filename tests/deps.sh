@@ -12,12 +12,13 @@ label=clawsd
 # libjansson-dev: clawsdctl's JSON output.
 # prosody-modules: mod_sasl2, mod_sasl2_bind2, mod_sasl2_fast, mod_sasl2_sm
 # for the SASL2/Bind2/FAST tests against Prosody 13 (Debian 13).
+# python3-pytest-xdist: the integration suite runs its tests in parallel.
 # systemd: systemd-analyze, systemd-sysusers and systemd-tmpfiles check the
 # units (no running systemd needed); mandoc lints the man pages.
 PACKAGES="gcc make pkg-config libuv1-dev libexpat1-dev libmbedtls-dev
 libinih-dev libjansson-dev libcmocka-dev prosody prosody-modules ejabberd dnsmasq-base python3
-python3-slixmpp python3-pytest openssl socat ca-certificates
-systemd mandoc clang libclang-rt-dev valgrind"
+python3-slixmpp python3-pytest python3-pytest-xdist openssl socat
+ca-certificates systemd mandoc clang libclang-rt-dev valgrind"
 
 # `make demo': what builds clawsd and clawsdctl, and what the demo runs.
 if [ "${1:-}" = demo ]; then

@@ -2,7 +2,8 @@
 
 One PKI for the whole session; one XMPP server at a time, shared by the tests
 (127.0.0.1 and ::1, free ports, temp folder) with the accounts below, and a
-fresh clawsd per test.  The server fixture is parametrized: every test that
+fresh clawsd per test.  Under pytest-xdist (`make` runs -n 4) each worker
+is such a session: its own PKI and servers.  The server fixture is parametrized: every test that
 uses it (directly or through `prosody`, `server`, `make_clawsd`, `bot`,
 `peer`...) runs once against Prosody and once against ejabberd, with ids
 like `test_x[prosody]` and `test_x[ejabberd]`.  pytest groups the tests by
