@@ -59,11 +59,12 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-# tests/lib: what the unit tests and the fuzz targets share.
-$(B)/tests/%: tests/unit/%.c $(B)/tests/lib/canon.o $(B)/libclawsd.a
+# tests/lib: what the unit tests (and the fuzz targets, canon.c) share.
+UNIT_LIB = $(B)/tests/lib/canon.o $(B)/tests/lib/tmpdir.o
+$(B)/tests/%: tests/unit/%.c $(UNIT_LIB) $(B)/libclawsd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/lib $(CFLAGS) -o $@ $< \
-	    $(B)/tests/lib/canon.o $(B)/libclawsd.a -lcmocka $(LDLIBS)
+	    $(UNIT_LIB) $(B)/libclawsd.a -lcmocka $(LDLIBS)
 
 # daemon/srv.c on its own, for tests/integration/test_srv.py
 $(B)/tests/srvq: tests/tools/srvq.c $(B)/libclawsd.a

@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +19,7 @@
 
 #include "buf.h"
 #include "fast.h"
+#include "tmpdir.h"
 
 #define TOKEN	"secret-token:fast-abc"
 /* hmac.new(TOKEN, b"Initiator", sha256), and b"Responder" */
@@ -34,40 +34,16 @@ static const char initiator_cb[] =
 static const char responder_cb[] =
     "f3686c9880622e02ca67c42aada7cb49412c5f9f38681a6e7c8889d8b5ae7173";
 
-struct fx {
-	char	 top[64];
-	char	 dir[128];
-	char	 file[160];
-};
-
 static int
 setup(void **st)
 {
-	struct fx *fx = calloc(1, sizeof(*fx));
-
-	assert_non_null(fx);
-	strcpy(fx->top, "/tmp/test_fast.XXXXXX");
-	assert_non_null(mkdtemp(fx->top));
-	snprintf(fx->dir, sizeof(fx->dir), "%s/state", fx->top);
-	snprintf(fx->file, sizeof(fx->file), "%s/" FAST_FILE, fx->dir);
-	*st = fx;
-	return 0;
-}
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
+	return tmpdir_setup(st, "test_fast", FAST_FILE);
 }
 
 static int
 teardown(void **st)
 {
-	struct fx *fx = *st;
-
-	nftw(fx->top, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-	free(fx);
-	return 0;
+	return tmpdir_teardown(st);
 }
 
 static void
@@ -95,7 +71,7 @@ spit(const char *path, const char *text)
 static void
 test_new_id_saved_0600(void **st)
 {
-	struct fx *fx = *st;
+	struct tmpdir *fx = *st;
 	struct fast *f = fast_new(), *g = fast_new();
 	struct stat sb;
 	char id[80];
@@ -118,7 +94,7 @@ test_new_id_saved_0600(void **st)
 static void
 test_token_kept_and_dropped(void **st)
 {
-	struct fx *fx = *st;
+	struct tmpdir *fx = *st;
 	struct fast *f = fast_new(), *g = fast_new();
 
 	assert_int_equal(fast_open(f, fx->dir), 0);
@@ -154,7 +130,7 @@ test_unusable_tokens_refused(void **st)
 static void
 test_bad_lines_ignored(void **st)
 {
-	struct fx *fx = *st;
+	struct tmpdir *fx = *st;
 	struct fast *f = fast_new();
 
 	assert_int_equal(mkdir(fx->dir, 0700), 0);

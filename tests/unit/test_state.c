@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,41 +18,18 @@
 
 #include "buf.h"
 #include "state.h"
-
-struct fx {
-	char	 top[64];
-	char	 dir[128];		/* top/state, made by state_open */
-	char	 file[160];
-};
+#include "tmpdir.h"
 
 static int
 setup(void **st)
 {
-	struct fx *fx = calloc(1, sizeof(*fx));
-
-	assert_non_null(fx);
-	strcpy(fx->top, "/tmp/test_state.XXXXXX");
-	assert_non_null(mkdtemp(fx->top));
-	snprintf(fx->dir, sizeof(fx->dir), "%s/state", fx->top);
-	snprintf(fx->file, sizeof(fx->file), "%s/" STATE_FILE, fx->dir);
-	*st = fx;
-	return 0;
-}
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
+	return tmpdir_setup(st, "test_state", STATE_FILE);
 }
 
 static int
 teardown(void **st)
 {
-	struct fx *fx = *st;
-
-	nftw(fx->top, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-	free(fx);
-	return 0;
+	return tmpdir_teardown(st);
 }
 
 static char *
@@ -86,7 +62,7 @@ spit(const char *path, const char *data, size_t len)
 static void
 test_round_trip(void **st)
 {
-	struct fx *fx = *st;
+	struct tmpdir *fx = *st;
 	struct state *s = state_new();
 	struct stat sb;
 	char *text;
@@ -130,7 +106,7 @@ test_round_trip(void **st)
 static void
 test_refused_values(void **st)
 {
-	struct fx *fx = *st;
+	struct tmpdir *fx = *st;
 	struct state *s = state_new();
 	char big[STATE_MAX_ID + 2], name[64];
 	int i;
@@ -167,7 +143,7 @@ test_bad_file(void **st)
 	    "nul@example.org x\0y\n"
 	    "good@example.org g 1\n"
 	    "unfinished@example.org z";
-	struct fx *fx = *st;
+	struct tmpdir *fx = *st;
 	struct state *s = state_new();
 
 	assert_int_equal(mkdir(fx->dir, 0700), 0);
@@ -185,7 +161,7 @@ test_bad_file(void **st)
 static void
 test_oversized_file(void **st)
 {
-	struct fx *fx = *st;
+	struct tmpdir *fx = *st;
 	struct state *s = state_new();
 	char *big = calloc(1, STATE_MAX_FILE + 1);
 	char *text;
@@ -210,7 +186,7 @@ test_oversized_file(void **st)
 static void
 test_not_a_directory(void **st)
 {
-	struct fx *fx = *st;
+	struct tmpdir *fx = *st;
 	struct state *s = state_new();
 
 	spit(fx->dir, "x", 1);
