@@ -20,6 +20,9 @@
  *                                                    <success/>: bound or
  *                                                      resumed -> UP2,
  *                                                      else -> BIND
+ *                                                    <continue/>: tasks
+ *                                                      clawsd cannot do
+ *                                                      -> RETRYING
  * FAST         Authenticate SASL2 with a FAST token   <success/> as above;
  *                                                    <failure/>: the token
  *                                                      is dropped, and at
@@ -140,6 +143,7 @@ enum event {
 	EV_CHALLENGE2,		/* SASL2 */
 	EV_SUCCESS2,
 	EV_FAILURE2,
+	EV_CONTINUE2,
 	EV_ENABLED,		/* XEP-0198 */
 	EV_RESUMED,
 	EV_SM_FAILED,
@@ -155,13 +159,19 @@ enum event {
 };
 
 static const char *const event_names[EV_COUNT] = {
-	"<stream:features>", "<proceed/>", "a STARTTLS <failure/>",
-	"<challenge/>", "<success/>", "a SASL <failure/>",
-	"a SASL2 <challenge/>", "a SASL2 <success/>", "a SASL2 <failure/>",
-	"<enabled/>",
-	"<resumed/>", "a stream management <failed/>", "<r/>", "<a/>",
-	"<iq/>", "a stanza", "an element", "a stream-level element",
-	"<stream:error>", "</stream:stream>",
+	[EV_FEATURES] = "<stream:features>", [EV_PROCEED] = "<proceed/>",
+	[EV_TLS_FAILURE] = "a STARTTLS <failure/>",
+	[EV_CHALLENGE] = "<challenge/>", [EV_SUCCESS] = "<success/>",
+	[EV_SASL_FAILURE] = "a SASL <failure/>",
+	[EV_CHALLENGE2] = "a SASL2 <challenge/>",
+	[EV_SUCCESS2] = "a SASL2 <success/>",
+	[EV_FAILURE2] = "a SASL2 <failure/>",
+	[EV_CONTINUE2] = "a SASL2 <continue/>",
+	[EV_ENABLED] = "<enabled/>", [EV_RESUMED] = "<resumed/>",
+	[EV_SM_FAILED] = "a stream management <failed/>", [EV_SM_R] = "<r/>",
+	[EV_SM_A] = "<a/>", [EV_IQ] = "<iq/>", [EV_STANZA] = "a stanza",
+	[EV_OTHER] = "an element", [EV_UNKNOWN] = "a stream-level element",
+	[EV_STREAM_ERROR] = "<stream:error>", [EV_CLOSE] = "</stream:stream>",
 };
 
 struct session;
@@ -175,6 +185,7 @@ static void	on_success(struct session *, const struct stream_elem *);
 static void	on_sasl_failure(struct session *, const struct stream_elem *);
 static void	on_success2(struct session *, const struct stream_elem *);
 static void	on_fast_failure(struct session *, const struct stream_elem *);
+static void	on_continue2(struct session *, const struct stream_elem *);
 static void	on_features_up2(struct session *, const struct stream_elem *);
 static void	on_features_bind(struct session *, const struct stream_elem *);
 static void	on_resumed(struct session *, const struct stream_elem *);
@@ -224,11 +235,12 @@ static const struct {
 		[EV_SASL_FAILURE] = on_sasl_failure, ANY_STREAM } },
 	[ST_AUTHENTICATE2] = { "Authenticate", "SASL2", {
 		[EV_CHALLENGE2] = on_challenge, [EV_SUCCESS2] = on_success2,
-		[EV_FAILURE2] = on_sasl_failure, ANY_STREAM } },
+		[EV_FAILURE2] = on_sasl_failure, [EV_CONTINUE2] = on_continue2,
+		ANY_STREAM } },
 	/* HT has no challenge. */
 	[ST_FAST] = { "Authenticate", "FAST", {
 		[EV_SUCCESS2] = on_success2, [EV_FAILURE2] = on_fast_failure,
-		ANY_STREAM } },
+		[EV_CONTINUE2] = on_continue2, ANY_STREAM } },
 	[ST_BIND] = { "Bind", NULL, {
 		[EV_FEATURES] = on_features_bind, ANY_STREAM } },
 	[ST_RESUMING] = { "Binding", "resuming", {
@@ -1602,7 +1614,6 @@ on_sasl_failure(struct session *s, const struct stream_elem *el)
 	end_connection(s, END_AUTH, reason);
 }
 
-
 /* XEP-0478: the largest stanza the server takes on this stream. */
 static void
 stream_limits(struct session *s, const struct xnode *f)
@@ -2259,6 +2270,32 @@ on_success2(struct session *s, const struct stream_elem *el)
 	set_state(s, ST_BIND, NULL);
 }
 
+/*
+ * <continue/>: the server wants tasks done before the login completes
+ * (XEP-0388 2.5: a password change, a second factor).  A daemon has no one
+ * to do them: as a wrong password, retried after the longest wait.
+ */
+static void
+on_continue2(struct session *s, const struct stream_elem *el)
+{
+	const struct xnode *tasks = xnode_child(el->tree, "tasks", NS_SASL2);
+	const struct xnode *text = xnode_child(el->tree, "text", NS_SASL2);
+	const struct xnode *t;
+	char reason[256];
+	size_t n;
+
+	n = (size_t)snprintf(reason, sizeof(reason), "SASL2: the server asks "
+	    "for tasks clawsd cannot do:");
+	for (t = tasks ? tasks->child : NULL; t != NULL; t = t->next)
+		if (xnode_is(t, "task", NS_SASL2) && n < sizeof(reason))
+			n += (size_t)snprintf(reason + n, sizeof(reason) - n,
+			    " %s", xnode_text((struct xnode *)t));
+	if (text != NULL && n < sizeof(reason))
+		snprintf(reason + n, sizeof(reason) - n, " (%s)",
+		    xnode_text((struct xnode *)text));
+	end_connection(s, END_AUTH, reason);
+}
+
 /* The token was refused: forget it, and log in with the password. */
 static void
 on_fast_failure(struct session *s, const struct stream_elem *e)
@@ -2483,6 +2520,7 @@ classify(const struct stream_elem *e)
 		{ NS_SASL2, "challenge", EV_CHALLENGE2 },
 		{ NS_SASL2, "success", EV_SUCCESS2 },
 		{ NS_SASL2, "failure", EV_FAILURE2 },
+		{ NS_SASL2, "continue", EV_CONTINUE2 },
 		{ NS_SM, "enabled", EV_ENABLED },
 		{ NS_SM, "resumed", EV_RESUMED },
 		{ NS_SM, "failed", EV_SM_FAILED },

@@ -644,6 +644,24 @@ def test_sasl2_login_bind2_sm(fake, daemons, pki):
     assert auth and auth[0]["mechanism"] == "SCRAM-SHA-1"
 
 
+def test_sasl2_continue_is_not_a_login(fake, daemons, pki):
+    """<continue/> (XEP-0388 2.5): the server wants tasks done (a password
+    upgrade, a second factor) that a daemon cannot do.  The log names them,
+    and the wait is the longest, as after a wrong password."""
+    def cont(conn, e):
+        return ("<continue xmlns='%s'><additional-data>%s</additional-data>"
+                "<tasks><task>UPGR-SCRAM-SHA-256</task><task>HOTP-EXAMPLE</task></tasks>"
+                "<text>second factor needed</text></continue>"
+                % (SASL2, base64.b64encode(("v=" + conn.v64).encode()).decode()))
+    srv = fake(tls="starttls", sasl2=True, hooks={"sasl2_success": cont})
+    d = clawsd_for(daemons, pki, srv, tls="starttls", reconnect_max_delay=30)
+    wait_retrying(d, r"SASL2: the server asks for tasks clawsd cannot do: "
+                  r"UPGR-SCRAM-SHA-256 HOTP-EXAMPLE \(second factor needed\)", timeout=15)
+    wait = float(d.wait_log(r"retrying in ([\d.]+) s").group(1))
+    assert 24 <= wait <= 30, wait
+    assert "connected xmlns" not in d.log()
+
+
 @pytest.mark.parametrize("case", ["unasked-resumed", "foreign-authz", "bad-proof",
                                   "foreign-bound", "no-authz"])
 def test_sasl2_hostile_success(fake, daemons, pki, case):
