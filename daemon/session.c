@@ -420,12 +420,14 @@ send_buf(struct session *s, struct buf *b)
 
 /*
  * One ack request in flight at a time: under load that is one per round
- * trip, whatever the number of stanzas, and none when idle.
+ * trip, whatever the number of stanzas, and none when idle.  None after
+ * our </stream:stream> either (an <a/> may still come): nothing follows
+ * it, or the server resets the connection and loses its own close.
  */
 static void
 request_ack(struct session *s)
 {
-	if (sm_want_ack(s->sm))
+	if (is_up(s) && sm_want_ack(s->sm))
 		send_raw(s, SM_R, sizeof(SM_R) - 1);
 }
 

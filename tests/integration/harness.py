@@ -905,9 +905,16 @@ class Ejabberd(XmppServer):
         if not started:
             # ejabberdctl talks to the running node
             self.start()
-        rc, out = self.ejabberdctl("register", user, self.domain, password)
-        if rc != 0:
-            raise HarnessError("ejabberdctl register %s failed (%d):\n%s" % (user, rc, out))
+        # the listeners can be up a moment before the auth tables (seen
+        # under load): "no_exists" means "not yet"
+        deadline = time.monotonic() + 10
+        while True:
+            rc, out = self.ejabberdctl("register", user, self.domain, password)
+            if rc == 0:
+                return
+            if "no_exists" not in out or time.monotonic() > deadline:
+                raise HarnessError("ejabberdctl register %s failed (%d):\n%s" % (user, rc, out))
+            time.sleep(0.2)
 
     def account_exists(self, user):
         rc, out = self.ejabberdctl("registered_users", self.domain)

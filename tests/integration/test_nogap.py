@@ -119,8 +119,13 @@ def vanish_and_restart(srv, make_peer, d, c, proxy, run, n, first):
     d.kill(signal.SIGTERM)
     assert d.proc.wait(15) == 0
     proxy.blackhole(False)
+    # the new client must be there before the catch-up: no session until
+    # it is (a FAST login is quick)
+    proxy.refuse(True)
     d.start()
-    return d.wait_connected(timeout=20)
+    c = d.connect()
+    proxy.refuse(False)
+    return c, c.wait_for(lambda e: is_status(e, "connected"), timeout=20)
 
 
 def test_daemon_restart_catches_up_from_state_file(own, make_clawsd, make_proxy,

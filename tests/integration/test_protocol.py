@@ -533,6 +533,35 @@ def test_sighup_during_shutdown_does_not_reconnect(fake, daemons, pki):
     c.close()
 
 
+def test_nothing_written_after_our_close(fake, daemons, pki):
+    """SIGTERM: after clawsd's </stream:stream> an <a/> comes that leaves
+    stanzas unacknowledged.  Nothing may follow the close, not even the
+    <r/> an <a/> otherwise brings (Prosody resets a connection that sends
+    after its close, and with it what it still had to say)."""
+    at_close = []
+
+    def close(conn, e):
+        at_close.append(len(srv.elements))
+        conn.send(("<a xmlns='urn:xmpp:sm:3' h='%d'/>" % (conn.h_in - 1)).encode())
+        return b""      # and no </stream:stream>: clawsd waits for it
+    srv = fake("starttls", sm=True, hooks={"r": no_answer, "close": close})
+    d = clawsd_for(daemons, pki, srv, "starttls", sm=True)
+    c, _ = d.wait_connected(timeout=15)
+    c.send("".join(message_xml("peer@localhost", "bye %d" % i) for i in range(5)))
+    srv.wait_session(timeout=10)
+    harness.wait_until(lambda: sum(1 for e in srv.elements if e[3] == "message") == 5, 10,
+                       what="the messages at the server")
+    d.kill(signal.SIGTERM)
+    assert d.proc.wait(timeout=10) == 0
+    assert at_close, "no </stream:stream> from clawsd"
+    # after the end of the document, any element is junk to the parser
+    assert not srv.errors, srv.errors
+    after = [e[3] for e in srv.elements[at_close[0]:]]
+    assert after == [], "written after </stream:stream>: %r" % after
+    d.wait_log(r"the server did not close its stream in time")
+    c.close()
+
+
 @pytest.mark.parametrize("tls", TLS_MODES)
 def test_reload_resends_nothing_the_server_has(fake, daemons, pki, tls):
     """A reload closes the stream on both sides: the server has handled
