@@ -132,8 +132,9 @@ int
 fast_usable(const struct fast *f, const char *const *offered, size_t n,
     const char *ours, int bound)
 {
-	return f->token != NULL && listed(f->mech, offered, n) &&
-	    provable(fast_cb_type(f->mech), ours, bound);
+	const char *best = fast_choose(offered, n, ours, bound);
+
+	return f->token != NULL && best != NULL && strcmp(f->mech, best) == 0;
 }
 
 static int

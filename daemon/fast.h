@@ -49,7 +49,12 @@ const char	*fast_cb_type(const char *mech);
  */
 const char	*fast_choose(const char *const *offered, size_t n,
 		    const char *ours, int bound);
-/* Is there a token whose mechanism is offered and provable, as above? */
+/*
+ * Is there a token, and is its mechanism the one fast_choose() picks?  A
+ * token of a weaker one is not used: the password logs in once more and
+ * asks for the better token (a -NONE token after channel binding became
+ * possible, say).
+ */
 int		 fast_usable(const struct fast *, const char *const *offered,
 		    size_t n, const char *ours, int bound);
 /* Forget the token (refused by the server). */

@@ -210,11 +210,11 @@ def test_server_restarted_new_session_nothing_lost(make_clawsd, make_server, mak
     c.close()
 
 
-@pytest.mark.parametrize("binding", ["no", "require"])
+@pytest.mark.parametrize("binding", ["no", "auto", "require"])
 def test_token_binding_follows_channel_binding(make_clawsd, server, binding):
-    """channel_binding = no asks for an unbound token (HT-SHA-256-NONE);
-    require logs in only bound, a NONE token included: it is not used, the
-    password logs in (SCRAM-*-PLUS) and a bound token replaces it."""
+    """channel_binding = no asks for an unbound token (HT-SHA-256-NONE) and
+    uses it.  auto and require do not use it where a bound one can be had:
+    the password logs in (SCRAM-*-PLUS) and a bound token replaces it."""
     sasl2_only(server)
     d = with_state(make_clawsd, xmpp={"channel_binding": "no"}).start()
     c, _ = connected(d)

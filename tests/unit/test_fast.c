@@ -234,6 +234,9 @@ test_ht_mechanism_choice(void **st)
 	assert_int_equal(fast_set(f, "HT-SHA-256-NONE", TOKEN), 0);
 	assert_true(fast_usable(f, all, 4, "", 0));
 	assert_false(fast_usable(f, all, 4, both, 1));
+	/* Binding has become possible: a better token is to be had. */
+	assert_false(fast_usable(f, all, 4, both, 0));
+	assert_true(fast_usable(f, none, 1, both, 0));
 	fast_free(f);
 }
 
