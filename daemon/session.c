@@ -1413,8 +1413,9 @@ fast_check(struct session *s, const char *data, size_t len)
 }
 
 /*
- * The initial response: a FAST token's, where its mechanism is offered
- * (`ht') and this connection can prove it, or SCRAM's (the password's).
+ * The initial response: a FAST token's, where its mechanism is the best of
+ * those offered (`ht') that this connection can prove, or SCRAM's (the
+ * password's).
  */
 static int
 auth2_begin(struct session *s, const struct xnode *features,
