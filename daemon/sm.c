@@ -193,12 +193,14 @@ sm_acked(struct sm *sm, uint32_t h, const char **why)
 	return 0;
 }
 
+/*
+ * Lost while ENABLING: never confirmed, so nothing to resume (there is no
+ * id), but what was sent meanwhile stays for sm_forget() to send again.
+ */
 void
 sm_lost(struct sm *sm)
 {
-	if (sm->state == SM_ENABLING)
-		reset(sm);	/* never confirmed: nothing to resume */
-	else if (sm->state == SM_ON)
+	if (sm->state == SM_ENABLING || sm->state == SM_ON)
 		sm->state = SM_DOWN;
 	sm->requested = 0;
 }

@@ -210,6 +210,28 @@ def test_ack_going_backwards_loses_nothing(fake, daemons, pki, tls):
     c.close()
 
 
+@pytest.mark.parametrize("tls", TLS_MODES)
+def test_sent_while_enabling_goes_again(fake, daemons, pki, tls):
+    """Sent after <enable/>, and the connection dies before <enabled/>:
+    nothing to resume, so the message goes again on the next session (at
+    least once).  It was dropped with the half-enabled counters."""
+    def enable(conn, e):
+        return b"" if conn.number == 1 else None    # the first: no answer
+    srv = fake(tls, sm=True, hooks={"enable": enable})
+    d = clawsd_for(daemons, pki, srv, tls, True)
+    c, _ = d.wait_connected(timeout=15)
+    s1 = srv.wait_session(timeout=10)
+    mid = unique("enabling")
+    c.send(message_xml("peer@localhost", "sent while enabling", id=mid))
+    harness.wait_until(lambda: received_ids(s1, [mid]), 10, what="the message")
+    assert "stream management enabled" not in d.log()
+    s1.close()
+    s2 = srv.wait_session(2, timeout=15)
+    harness.wait_until(lambda: received_ids(s2, [mid]) == [mid], 10,
+                       what="the message sent again on the new session")
+    c.close()
+
+
 def test_resumed_h_higher_than_sent(fake, daemons, pki):
     def resume(conn, e):
         return "<resumed xmlns='%s' h='50' previd='%s'/>" % (SM, e.attrs.get("previd"))

@@ -261,6 +261,29 @@ test_resume_without_session(void **state)
 	sm_free(sm);
 }
 
+/* Sent after <enable/>, lost before <enabled/>: sent again, not lost. */
+static void
+test_lost_while_enabling_keeps_stanzas(void **state)
+{
+	struct sm *sm = sm_new();
+	struct squeue q;
+
+	(void)state;
+	squeue_init(&q);
+	sm_enable(sm);
+	sm_sent(sm, "<message/>", 10, SM_CLIENT, 7);
+	sm_sent(sm, "<presence/>", 11, 0, 0);
+	sm_lost(sm);
+	assert_null(sm_resume_id(sm));
+	sm_forget(sm, &q);
+	assert_int_equal(squeue_count(&q), 1);
+	assert_int_equal(squeue_tag(&q, 0), 7);
+	assert_int_equal(sm_unacked(sm), 0);
+	assert_false(sm_counting(sm));
+	squeue_free(&q);
+	sm_free(sm);
+}
+
 static void
 test_forget_requeues_client_stanzas(void **state)
 {
@@ -337,6 +360,7 @@ main(void)
 		cmocka_unit_test(test_resume_nothing_to_resend),
 		cmocka_unit_test(test_resume_without_session),
 		cmocka_unit_test(test_forget_requeues_client_stanzas),
+		cmocka_unit_test(test_lost_while_enabling_keeps_stanzas),
 		cmocka_unit_test(test_closed_keeps_nothing),
 		cmocka_unit_test(test_full_window),
 	};
