@@ -435,11 +435,16 @@ def test_prosody_restart_queue_and_reconnect(make_clawsd, prosody, pki):
         assert el.get("resumed") == "false"  # a restarted server cannot resume
         # the peer comes online now: it gets the message live or from
         # Prosody's offline store (sent to the bare JID while it was away)
+        mark = prosody.log_mark()
         p = Peer(PEER, ACCOUNTS["peer"], prosody.c2s_port, ca_file=pki.ca_cert)
         p.start()
         try:
             m = p.wait_message(lambda m: m.id == mid, timeout=15)
             assert m.body == "queued while down ✓"
+        except TimeoutError as e:
+            # what the daemon relayed (a bounce?) and what the server did
+            pytest.fail("%s\nclient lines: %r\nserver log since the peer:\n%s" % (
+                e, c.lines[-8:], harness.tail(prosody.log_since(mark), 40)))
         finally:
             p.stop()
     finally:
