@@ -104,17 +104,6 @@ provable(const char *cb, const char *ours, int bound)
 	return sasl_cb_select(ours, &cb, 1) != NULL;
 }
 
-static int
-listed(const char *mech, const char *const *list, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(list[i], mech) == 0)
-			return 1;
-	return 0;
-}
-
 const char *
 fast_choose(const char *const *offered, size_t n, const char *ours,
     int bound)
@@ -122,7 +111,7 @@ fast_choose(const char *const *offered, size_t n, const char *ours,
 	size_t i;
 
 	for (i = 0; i < sizeof(ht) / sizeof(ht[0]); i++)
-		if (listed(ht[i].mech, offered, n) &&
+		if (sasl_offered(ht[i].mech, offered, n) &&
 		    provable(ht[i].cb, ours, bound))
 			return ht[i].mech;
 	return NULL;

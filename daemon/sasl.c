@@ -138,13 +138,13 @@ sasl_offers_plus(const char *const *offered, size_t noffered)
 	return 0;
 }
 
-static int
-is_offered(enum sasl_mech mech, const char *const *offered, size_t noffered)
+int
+sasl_offered(const char *name, const char *const *offered, size_t noffered)
 {
 	size_t i;
 
 	for (i = 0; i < noffered; i++)
-		if (strcmp(offered[i], mech_names[mech]) == 0)
+		if (strcmp(offered[i], name) == 0)
 			return 1;
 	return 0;
 }
@@ -172,7 +172,8 @@ select_pass(const char *prefs, const char *const *offered, size_t noffered,
 			continue;
 		if (plus)
 			mech = plus_of(mech);
-		if (mech != SASL_NONE && is_offered(mech, offered, noffered))
+		if (mech != SASL_NONE && sasl_offered(mech_names[mech],
+		    offered, noffered))
 			return mech;
 	}
 }

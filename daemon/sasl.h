@@ -92,6 +92,9 @@ int		 sasl_is_scram(enum sasl_mech);
 int		 sasl_is_plus(enum sasl_mech);
 /* 1 when any of the `noffered' names is a -PLUS mechanism. */
 int		 sasl_offers_plus(const char *const *offered, size_t noffered);
+/* 1 when `name' is one of the `noffered' (mechanism names, SASL or HT). */
+int		 sasl_offered(const char *name, const char *const *offered,
+		    size_t noffered);
 
 /*
  * First mechanism of the space-separated `prefs' (names without "-PLUS")
