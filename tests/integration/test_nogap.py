@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 
@@ -21,6 +20,7 @@ import pytest
 import harness
 from harness import TEST_ACCOUNTS as ACCOUNTS
 from harness import Peer, is_status, parse_line, unique
+from test_ctl import run as run_ctl
 
 # messages missed in each outage (NOGAP_N=1000 for the issue's figure)
 N = int(os.environ.get("NOGAP_N") or 200)
@@ -106,6 +106,17 @@ def settle(srv):
 # the archive (expecting the client to fetch them).  Only the archive has
 # them.
 
+def start_attached(d, proxy):
+    """Start the daemon (through `proxy') with a client attached before its
+    session comes up, so that the client sees all it relays: (client, its
+    `connected' line)."""
+    proxy.refuse(True)
+    d.start()
+    c = d.connect()
+    proxy.refuse(False)
+    return c, c.wait_for(lambda e: is_status(e, "connected"), timeout=20)
+
+
 def vanish_and_restart(srv, make_peer, d, c, proxy, run, n, first):
     """Messages `first'..`first+n' sent into a connection that vanished,
     the daemon restarted (SIGTERM, start): the new client and its first
@@ -119,13 +130,9 @@ def vanish_and_restart(srv, make_peer, d, c, proxy, run, n, first):
     d.kill(signal.SIGTERM)
     assert d.proc.wait(15) == 0
     proxy.blackhole(False)
-    # the new client must be there before the catch-up: no session until
-    # it is (a FAST login is quick)
-    proxy.refuse(True)
-    d.start()
-    c = d.connect()
-    proxy.refuse(False)
-    return c, c.wait_for(lambda e: is_status(e, "connected"), timeout=20)
+    # the new client must be there before the catch-up (a FAST login is
+    # quick)
+    return start_attached(d, proxy)
 
 
 def test_daemon_restart_catches_up_from_state_file(own, make_clawsd, make_proxy,
@@ -250,11 +257,8 @@ def start_with_client(make_clawsd, make_proxy, server, **kw):
     client listens, so that the client sees every joined line: (daemon,
     client, proxy)."""
     proxy = make_proxy(server.c2s_port)
-    proxy.refuse(True)
-    d = make_clawsd(port=proxy.port, **kw).start()
-    c = d.connect()
-    proxy.refuse(False)
-    c.wait_for(lambda e: is_status(e, "connected"), timeout=20)
+    d = make_clawsd(port=proxy.port, **kw)
+    c, _ = start_attached(d, proxy)
     return d, c, proxy
 
 
@@ -299,13 +303,13 @@ def test_room_joined_relayed_and_kept_on_resume(make_clawsd, make_proxy, server,
     assert st.get("catching_up") == "no"
     assert rooms_in(st) == {room: ("bot", "yes")}
     # clawsdctl status shows the same (SPEC 7)
-    out = subprocess.run([str(harness.CLAWSDCTL_BIN), "-s", str(d.socket_path), "status",
-                          "-o", "json"], stdout=subprocess.PIPE, check=True, timeout=30).stdout
+    rc, out, err = run_ctl(str(harness.CLAWSDCTL_BIN), d, "status", "-o", "json")
+    assert rc == 0, err
     st = json.loads(out)
     assert st["catching_up"] is False
     assert st["rooms"] == [{"jid": room, "nick": "bot", "joined": True}]
-    out = subprocess.run([str(harness.CLAWSDCTL_BIN), "-s", str(d.socket_path), "status"],
-                         stdout=subprocess.PIPE, check=True, timeout=30).stdout.decode()
+    rc, out, err = run_ctl(str(harness.CLAWSDCTL_BIN), d, "status")
+    assert rc == 0, err
     assert "room: %s yes bot\n" % room in out and "catching_up: no\n" in out
 
     # a resumed session keeps its rooms: no second join

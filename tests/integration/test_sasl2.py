@@ -14,10 +14,10 @@ import pytest
 import harness
 from harness import TEST_ACCOUNTS as ACCOUNTS
 from harness import is_status, message_xml, unique
+from test_tls import TLS_LINE
 
 SASL2_LOGIN = r"authenticated as bot@localhost with (\S+) \(SASL2\)"
 HT_LOGIN = r"with (HT-SHA-256-(?:EXPR|ENDP|NONE)) \(SASL2\)"
-TLS_LINE = re.compile(r"TLS: (TLSv1\.[23]) with ")
 
 
 def state_dir(d):
